@@ -1,0 +1,234 @@
+/**
+ * Every error Outpost throws or emits is an {@link OutpostError} with a stable
+ * `code`. Match on `err.code` (or `instanceof`), never on the message text.
+ * `docs/errors.md` lists each code with what it means and what to do.
+ *
+ * @module
+ */
+
+/** Options accepted by every {@link OutpostError} constructor. */
+export interface OutpostErrorOptions {
+  /** The lower-level error that caused this one. */
+  readonly cause?: unknown;
+}
+
+/**
+ * Root of the Outpost error family.
+ *
+ * @example
+ * ```ts
+ * try { await uploader.uploadChunk(chunk); }
+ * catch (err) { if (err instanceof OutpostError && err.code === 'OUTPOST_UPLOAD_TIMEOUT') retryLater(); }
+ * ```
+ */
+export class OutpostError extends Error {
+  /** Stable, machine-readable code, e.g. `OUTPOST_INVALID_OPTION`. */
+  readonly code: string;
+
+  /**
+   * @param code - stable code (see `docs/errors.md`)
+   * @param message - human-readable explanation
+   * @param options - `{ cause }`
+   */
+  constructor(code: string, message: string, options: OutpostErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to a constructor or factory is missing, of the wrong type or out of range. */
+export class InvalidOptionError extends OutpostError {
+  /** @param message - what was expected and what came */
+  constructor(message: string, options?: OutpostErrorOptions) {
+    super('OUTPOST_INVALID_OPTION', message, options);
+  }
+}
+
+/** An argument to a method (an id, a report, a chunk) is malformed. Nothing was stored or sent. */
+export class InvalidArgumentError extends OutpostError {
+  /** @param message - what was expected and what came */
+  constructor(message: string, options?: OutpostErrorOptions) {
+    super('OUTPOST_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** A method was called in a lifecycle state that does not allow it (e.g. upload after `close()`). */
+export class IllegalStateError extends OutpostError {
+  /** The state the object was in. */
+  readonly state: string;
+  /**
+   * @param operation - what was attempted
+   * @param state - the object's state at the time
+   */
+  constructor(operation: string, state: string) {
+    super('OUTPOST_ILLEGAL_STATE', `Cannot ${operation} while ${state}`);
+    this.state = state;
+  }
+}
+
+/** The codes a {@link StoreError} can carry. */
+export type StoreErrorCode = 'OUTPOST_STORE_SCHEMA_TOO_NEW' | 'OUTPOST_STORE_DATA_MISSING';
+
+/** A database holds something this version cannot use (a newer schema, a body already freed). Nothing was changed. */
+export class StoreError extends OutpostError {
+  declare readonly code: StoreErrorCode;
+  /**
+   * @param code - one of {@link StoreErrorCode}
+   * @param message - what is wrong
+   */
+  constructor(code: StoreErrorCode, message: string, options?: OutpostErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/** The codes an {@link UploadError} can carry. */
+export type UploadErrorCode = 'OUTPOST_UPLOAD_HTTP_STATUS' | 'OUTPOST_UPLOAD_NETWORK' | 'OUTPOST_UPLOAD_TIMEOUT';
+
+/** Details every {@link UploadError} carries. */
+export interface UploadErrorDetails extends OutpostErrorOptions {
+  /** Whether the shared retry policy considers this failure worth retrying. */
+  readonly retryable: boolean;
+  /** HTTP status, when the server answered. */
+  readonly status?: number;
+  /** Delay the server asked for with `Retry-After`, in milliseconds (already parsed, not capped). */
+  readonly retryAfterMs?: number;
+  /** The server's own error code from the response body (`error.code`), when it sent one. */
+  readonly serverCode?: string;
+}
+
+/**
+ * An upload attempt failed. `retryable` says whether the shared retry policy
+ * would try again; `retryAfterMs` carries the server's `Retry-After`.
+ */
+export class UploadError extends OutpostError {
+  /** Whether the failure is transient (network error, timeout, 408/409/429/5xx listed in the retry policy). */
+  readonly retryable: boolean;
+  /** HTTP status, when the server answered. */
+  readonly status: number | undefined;
+  /** The server's `Retry-After`, in milliseconds, when it sent one. */
+  readonly retryAfterMs: number | undefined;
+  /** The server's error code from the response body, when it sent one. */
+  readonly serverCode: string | undefined;
+
+  /**
+   * @param code - one of {@link UploadErrorCode}
+   * @param message - human-readable explanation
+   * @param details - classification and cause
+   */
+  constructor(code: UploadErrorCode, message: string, details: UploadErrorDetails) {
+    super(code, message, details);
+    this.retryable = details.retryable;
+    this.status = details.status;
+    this.retryAfterMs = details.retryAfterMs;
+    this.serverCode = details.serverCode;
+  }
+}
+
+/** The server answered with a status other than 200/201. */
+export class UploadHttpError extends UploadError {
+  /** HTTP status the server answered with. */
+  declare readonly status: number;
+  /**
+   * @param status - HTTP status
+   * @param details - classification and server code
+   */
+  constructor(status: number, details: Omit<UploadErrorDetails, 'status'>) {
+    const server = details.serverCode === undefined ? '' : ` (${details.serverCode})`;
+    super('OUTPOST_UPLOAD_HTTP_STATUS', `Server answered ${status}${server}`, { ...details, status });
+  }
+}
+
+/** The request never got an HTTP answer: connection refused or reset, DNS, TLS, socket error. */
+export class UploadNetworkError extends UploadError {
+  /**
+   * @param message - what went wrong
+   * @param details - classification and the underlying error as `cause`
+   */
+  constructor(message: string, details: UploadErrorDetails) {
+    super('OUTPOST_UPLOAD_NETWORK', message, details);
+  }
+}
+
+/** One attempt took longer than its per-attempt timeout and was aborted. Always retryable. */
+export class UploadTimeoutError extends UploadError {
+  /** The per-attempt timeout that elapsed, in milliseconds. */
+  readonly timeoutMs: number;
+  /** @param timeoutMs - the per-attempt timeout that elapsed */
+  constructor(timeoutMs: number) {
+    super('OUTPOST_UPLOAD_TIMEOUT', `Upload attempt timed out after ${timeoutMs} ms`, { retryable: true });
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/**
+ * `onReport` threw or rejected (or the store failed while reassembling). The
+ * report stays complete-but-undelivered and is offered again by
+ * `redeliverPending()`. Emitted as the ingest handler's `'error'` event.
+ */
+export class IngestDeliveryError extends OutpostError {
+  declare readonly code: 'OUTPOST_INGEST_DELIVERY_FAILED';
+  /** Tenant of the report. */
+  readonly tenantId: string;
+  /** The report that was not delivered. */
+  readonly reportId: string;
+  /**
+   * @param tenantId - tenant of the report
+   * @param reportId - the report
+   * @param options - `{ cause }`: what `onReport` threw
+   */
+  constructor(tenantId: string, reportId: string, options?: OutpostErrorOptions) {
+    super('OUTPOST_INGEST_DELIVERY_FAILED', `Delivering report ${reportId} of tenant ${tenantId} failed; it stays pending`, options);
+    this.tenantId = tenantId;
+    this.reportId = reportId;
+  }
+}
+
+/** Stable codes the ingest server answers with; each maps to one HTTP status. */
+export const ingestErrorStatus = Object.freeze({
+  OUTPOST_INGEST_BAD_REQUEST: 400,
+  OUTPOST_INGEST_INVALID_ID: 400,
+  OUTPOST_INGEST_INVALID_JSON: 400,
+  OUTPOST_INGEST_CORRUPT_BODY: 400,
+  OUTPOST_INGEST_TOTAL_MISMATCH: 400,
+  OUTPOST_INGEST_UNAUTHORIZED: 401,
+  OUTPOST_INGEST_NOT_FOUND: 404,
+  OUTPOST_INGEST_METHOD_NOT_ALLOWED: 405,
+  OUTPOST_INGEST_BODY_TIMEOUT: 408,
+  OUTPOST_INGEST_IN_PROGRESS: 409,
+  OUTPOST_INGEST_TOO_LARGE: 413,
+  OUTPOST_INGEST_UNSUPPORTED_ENCODING: 415,
+  OUTPOST_INGEST_DIGEST_MISMATCH: 422,
+  OUTPOST_INGEST_KEY_CONFLICT: 422,
+  OUTPOST_INGEST_RATIO_EXCEEDED: 422,
+  OUTPOST_INGEST_SIZE_UNDECLARED: 422,
+  OUTPOST_INGEST_SIZE_MISMATCH: 422,
+  OUTPOST_INGEST_OVERLOADED: 503,
+  OUTPOST_INGEST_UNAVAILABLE: 503,
+} as const);
+
+/** A code the ingest server answers with. */
+export type IngestErrorCode = keyof typeof ingestErrorStatus;
+
+/**
+ * A request to the ingest handler was refused. The handler turns it into an
+ * HTTP response `{ "error": { "code", "message" } }` with {@link IngestError.status}.
+ */
+export class IngestError extends OutpostError {
+  declare readonly code: IngestErrorCode;
+  /** HTTP status this error is answered with. */
+  readonly status: number;
+  /** Seconds to put in `Retry-After`, for 409/503. */
+  readonly retryAfterSeconds: number | undefined;
+
+  /**
+   * @param code - one of {@link IngestErrorCode}
+   * @param message - safe to show to the client (never echoes secrets)
+   * @param options - cause and `retryAfterSeconds`
+   */
+  constructor(code: IngestErrorCode, message: string, options: OutpostErrorOptions & { readonly retryAfterSeconds?: number } = {}) {
+    super(code, message, options);
+    this.status = ingestErrorStatus[code];
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}

@@ -1,0 +1,10 @@
+/**
+ * `outpost-sdk`: everything an agent daemon needs to stay healthy on the host
+ * it runs on. Each module is also importable on its own
+ * (`outpost-sdk/transport`, `outpost-sdk/ingest`).
+ *
+ * @module
+ */
+export * from './errors.js';
+export * from './transport/index.js';
+export * from './ingest/index.js';

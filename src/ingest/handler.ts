@@ -1,0 +1,399 @@
+/**
+ * `createIngestHandler`: the server side of protocol v1 as a `(req, res)`
+ * handler for `node:http` (and Express, Fastify's raw mode, etc.).
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { decompress } from '@mongodb-js/zstd';
+import { IngestDeliveryError, IngestError, OutpostError, type IngestErrorCode } from '../errors.js';
+import { PATH_CHUNKS, PATH_REPORTS, isValidId } from '../internal/protocol.js';
+import { assembleReport, parsePayload } from './assemble.js';
+import { readBody } from './body.js';
+import { decodeBody } from './decode.js';
+import { resolveIngestOptions, type IngestHandlerOptions, type IngestedReport, type ResolvedIngestOptions } from './options.js';
+import { bearerToken, parseUploadHeaders, type UploadHeaders } from './request.js';
+import { SqliteIngestStore } from './sqlite-store.js';
+import type { IngestStore, PutChunkOutcome, StoredReport } from './store.js';
+
+/** A request the handler refused (also the audit trail's `auth_failed` / `validation_error` / `rate_limited`). */
+export interface RejectedEvent {
+  readonly status: number;
+  readonly code: IngestErrorCode;
+  readonly message: string;
+  /** Known once the token was accepted. */
+  readonly tenantId: string | undefined;
+  readonly method: string | undefined;
+  readonly path: string;
+  readonly remoteAddress: string | undefined;
+}
+
+/** A chunk (or whole report) accepted. */
+export interface StoredEvent {
+  readonly tenantId: string;
+  readonly reportId: string;
+  readonly index: number;
+  readonly total: number;
+  readonly rawBytes: number;
+  readonly duplicate: boolean;
+}
+
+/** A report handed to `onReport` successfully. */
+export interface DeliveredEvent {
+  readonly tenantId: string;
+  readonly reportId: string;
+  readonly totalChunks: number;
+  readonly rawBytes: number;
+}
+
+/** Events of an {@link IngestHandler}. */
+export interface IngestEvents {
+  stored: [event: StoredEvent];
+  rejected: [event: RejectedEvent];
+  delivered: [event: DeliveredEvent];
+  /** Failures the server operator must see: `onReport` threw, the store failed, `authenticate` threw. */
+  error: [error: OutpostError];
+}
+
+/** Counters of an {@link IngestHandler}. */
+export interface IngestStats {
+  readonly requests: number;
+  readonly stored: number;
+  readonly duplicates: number;
+  readonly rejected: number;
+  readonly delivered: number;
+  readonly deliveryFailures: number;
+  readonly inFlight: number;
+  readonly bytesReceived: number;
+}
+
+/** The handler: call it with `(req, res)`; it also carries events, stats and `close()`. */
+export interface IngestHandler {
+  (req: IncomingMessage, res: ServerResponse): void;
+  /** Subscribes to a typed event. */
+  on<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): IngestHandler;
+  /** Unsubscribes. */
+  off<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): IngestHandler;
+  /** Counters since creation. */
+  stats(): IngestStats;
+  /** Offers every complete, undelivered report to `onReport` again. Resolves with how many were delivered. */
+  redeliverPending(): Promise<number>;
+  /** Waits for in-flight requests and deliveries, then closes the store if the handler opened it. Idempotent. */
+  close(): Promise<void>;
+  /** Same as `close()`. */
+  [Symbol.asyncDispose](): Promise<void>;
+  /** The store in use. */
+  readonly store: IngestStore;
+}
+
+const REPORT_PATH = /^\/v1\/reports\/([^/]+)$/;
+
+class Ingest {
+  readonly #o: ResolvedIngestOptions;
+  readonly store: IngestStore;
+  readonly #ownsStore: boolean;
+  readonly events = new EventEmitter<IngestEvents>();
+  readonly #slots = new Set<string>();
+  readonly #delivering = new Map<string, Promise<boolean>>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #closing: Promise<void> | undefined;
+  #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
+
+  constructor(options: IngestHandlerOptions) {
+    this.#o = resolveIngestOptions(options);
+    this.#ownsStore = typeof this.#o.store === 'string';
+    this.store = typeof this.#o.store === 'string' ? new SqliteIngestStore(this.#o.store) : this.#o.store;
+  }
+
+  stats(): IngestStats {
+    return { ...this.#counts, inFlight: this.#inFlight.size };
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.#counts.requests++;
+    if (this.#closing !== undefined || this.#inFlight.size >= this.#o.maxConcurrentRequests) {
+      const closing = this.#closing !== undefined;
+      this.#reject(req, res, undefined, new IngestError(closing ? 'OUTPOST_INGEST_UNAVAILABLE' : 'OUTPOST_INGEST_OVERLOADED',
+        closing ? 'Server is shutting down' : 'Too many requests in flight', { retryAfterSeconds: this.#o.retryAfterSeconds }));
+      return;
+    }
+    const work = this.#route(req, res).finally(() => this.#inFlight.delete(work));
+    this.#inFlight.add(work);
+  }
+
+  async #route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let tenantId: string | undefined;
+    try {
+      const path = pathOf(req);
+      const isChunk = path === PATH_CHUNKS;
+      const isReport = path === PATH_REPORTS;
+      const statusMatch = REPORT_PATH.exec(path);
+      if (!isChunk && !isReport && statusMatch === null) throw new IngestError('OUTPOST_INGEST_NOT_FOUND', 'No such endpoint');
+      const method = statusMatch === null ? 'POST' : 'GET';
+      if (req.method !== method) {
+        res.setHeader('allow', method);
+        throw new IngestError('OUTPOST_INGEST_METHOD_NOT_ALLOWED', `Use ${method}`);
+      }
+      tenantId = await this.#authenticate(req);
+      if (statusMatch !== null) await this.#status(tenantId, decodeURIComponentSafe(statusMatch[1] ?? ''), res);
+      else await this.#upload(tenantId, parseUploadHeaders(req.headers, isReport, this.#o.maxChunksPerReport), req, res);
+    } catch (err) {
+      this.#reject(req, res, tenantId, this.#asIngestError(err));
+    }
+  }
+
+  async #authenticate(req: IncomingMessage): Promise<string> {
+    const token = bearerToken(req.headers);
+    if (token === undefined) throw new IngestError('OUTPOST_INGEST_UNAUTHORIZED', 'Missing or malformed bearer token');
+    let tenantId: string | undefined;
+    try {
+      tenantId = await this.#o.authenticate(token);
+    } catch (err) {
+      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` failed', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+    }
+    if (tenantId === undefined) throw new IngestError('OUTPOST_INGEST_UNAUTHORIZED', 'Invalid bearer token');
+    if (!isValidId(tenantId)) {
+      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` returned an invalid tenant id', { retryAfterSeconds: this.#o.retryAfterSeconds });
+    }
+    return tenantId;
+  }
+
+  async #status(tenantId: string, reportId: string, res: ServerResponse): Promise<void> {
+    if (!isValidId(reportId)) throw new IngestError('OUTPOST_INGEST_INVALID_ID', 'Report id must be 1–256 characters of [A-Za-z0-9_-]');
+    const report = await this.#storeCall(() => this.store.getReport(tenantId, reportId));
+    if (report === undefined) throw new IngestError('OUTPOST_INGEST_NOT_FOUND', 'Unknown report');
+    send(res, 200, statusBody(reportId, report));
+  }
+
+  async #upload(tenantId: string, h: UploadHeaders, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const o = this.#o;
+    if (h.contentLength !== undefined && h.contentLength > o.maxCompressedSizeBytes) {
+      throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Content-Length ${h.contentLength} exceeds ${o.maxCompressedSizeBytes} bytes`);
+    }
+    const slot = `${tenantId}\u0000${h.reportId}\u0000${h.index}`;
+    if (this.#slots.has(slot)) {
+      throw new IngestError('OUTPOST_INGEST_IN_PROGRESS', 'The same chunk is being processed; retry shortly', { retryAfterSeconds: o.retryAfterSeconds });
+    }
+    this.#slots.add(slot);
+    try {
+      const body = await readBody(req, o.maxCompressedSizeBytes, o.bodyTimeoutMs);
+      this.#counts.bytesReceived += body.length;
+      // A repeat of a stored chunk is answered from its digest alone: nothing to decompress.
+      const known = await this.#storeCall(() => this.store.getChunkDigest(tenantId, h.reportId, h.index));
+      if (known !== undefined) {
+        const report = await this.#storeCall(() => this.store.getReport(tenantId, h.reportId));
+        if (report !== undefined && report.kind === (h.whole ? 'whole' : 'chunked') && report.totalChunks === h.total) {
+          this.#answerPut(res, tenantId, h, known === h.sha256Hex ? 'duplicate' : 'conflict', report, 0);
+          return;
+        }
+      }
+      const { raw } = await decodeBody(body, h.encoding, h.sha256, o);
+      parsePayload(raw);
+      const result = await this.#storeCall(() =>
+        this.store.putChunk({
+          tenantId,
+          reportId: h.reportId,
+          kind: h.whole ? 'whole' : 'chunked',
+          index: h.index,
+          total: h.total,
+          sha256: h.sha256Hex,
+          rawBytes: raw.length,
+          body,
+          encoding: h.encoding,
+          maxReportBytes: o.maxReportSizeBytes,
+        }),
+      );
+      this.#answerPut(res, tenantId, h, result.outcome, result.report, raw.length);
+      if (result.completedNow) void this.#deliver(tenantId, h.reportId);
+    } finally {
+      this.#slots.delete(slot);
+    }
+  }
+
+  #answerPut(res: ServerResponse, tenantId: string, h: UploadHeaders, outcome: PutChunkOutcome, report: StoredReport | undefined, rawBytes: number): void {
+    switch (outcome) {
+      case 'stored':
+      case 'duplicate': {
+        const duplicate = outcome === 'duplicate';
+        if (duplicate) this.#counts.duplicates++;
+        else this.#counts.stored++;
+        send(res, duplicate ? 200 : 201, report === undefined ? { reportId: h.reportId } : { ...statusBody(h.reportId, report), index: h.index });
+        this.events.emit('stored', { tenantId, reportId: h.reportId, index: h.index, total: h.total, rawBytes, duplicate });
+        return;
+      }
+      case 'conflict':
+        throw new IngestError('OUTPOST_INGEST_KEY_CONFLICT', 'This chunk was already stored with a different digest');
+      case 'kind-mismatch':
+        throw new IngestError('OUTPOST_INGEST_KEY_CONFLICT', h.whole ? 'This report id is already used by a chunked report' : 'This report id is already used by a whole report');
+      case 'total-mismatch':
+        throw new IngestError('OUTPOST_INGEST_TOTAL_MISMATCH', `Outpost-Chunk-Total differs from the report's first chunk (${report?.totalChunks ?? '?'})`);
+      case 'too-large':
+        throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Report would exceed ${this.#o.maxReportSizeBytes} uncompressed bytes`);
+    }
+  }
+
+  async #storeCall<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Storage is unavailable', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+    }
+  }
+
+  #asIngestError(err: unknown): IngestError {
+    if (err instanceof IngestError) {
+      if (err.code === 'OUTPOST_INGEST_UNAVAILABLE') this.#emitError(err);
+      return err;
+    }
+    const wrapped = new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Internal error', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+    this.#emitError(wrapped);
+    return wrapped;
+  }
+
+  reportError(err: unknown): void {
+    this.#emitError(this.#asIngestError(err));
+  }
+
+  #emitError(err: OutpostError): void {
+    if (this.events.listenerCount('error') > 0) this.events.emit('error', err);
+    else process.emitWarning(err);
+  }
+
+  #reject(req: IncomingMessage, res: ServerResponse, tenantId: string | undefined, err: IngestError): void {
+    this.#counts.rejected++;
+    // A body we did not read in full is not worth draining: close the connection after answering.
+    if (!req.complete) res.setHeader('connection', 'close');
+    if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
+    send(res, err.status, { error: { code: err.code, message: err.message } });
+    this.events.emit('rejected', {
+      status: err.status,
+      code: err.code,
+      message: err.message,
+      tenantId,
+      method: req.method,
+      path: pathOf(req),
+      remoteAddress: req.socket.remoteAddress,
+    });
+  }
+
+  /** Delivers one report; resolves true when `onReport` succeeded. Concurrent calls share one attempt. */
+  #deliver(tenantId: string, reportId: string): Promise<boolean> {
+    const key = `${tenantId}\u0000${reportId}`;
+    const running = this.#delivering.get(key);
+    if (running !== undefined) return running;
+    const attempt = this.#deliverOnce(tenantId, reportId).finally(() => this.#delivering.delete(key));
+    this.#delivering.set(key, attempt);
+    return attempt;
+  }
+
+  async #deliverOnce(tenantId: string, reportId: string): Promise<boolean> {
+    try {
+      const report = await this.store.getReport(tenantId, reportId);
+      if (report === undefined || !report.complete || report.delivered) return false;
+      let assembled: IngestedReport | undefined;
+      if (this.#o.onReport !== undefined) {
+        const parts: IngestedReport[] = [];
+        for (const chunk of await this.store.readChunks(tenantId, reportId)) {
+          const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
+          parts.push(parsePayload(raw));
+        }
+        assembled = report.kind === 'whole' ? (parts[0] ?? {}) : assembleReport(parts);
+        await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
+      }
+      await this.store.markDelivered(tenantId, reportId, { dropBodies: this.#o.dropChunksOnDelivery });
+      this.#counts.delivered++;
+      this.events.emit('delivered', { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
+      return true;
+    } catch (err) {
+      this.#counts.deliveryFailures++;
+      this.#emitError(new IngestDeliveryError(tenantId, reportId, { cause: err }));
+      return false;
+    }
+  }
+
+  async redeliverPending(): Promise<number> {
+    if (this.#closing !== undefined) return 0;
+    let delivered = 0;
+    const pending = await this.store.listPendingDeliveries(10_000);
+    for (const { tenantId, reportId } of pending) {
+      if (this.#closing !== undefined) break;
+      if (await this.#deliver(tenantId, reportId)) delivered++;
+    }
+    return delivered;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inFlight]);
+      await Promise.allSettled([...this.#delivering.values()]);
+      if (this.#ownsStore) await this.store.close();
+    })();
+    return this.#closing;
+  }
+}
+
+function decompressStored(body: Uint8Array): Promise<Buffer> {
+  return decompress(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+}
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return (q === -1 ? url : url.slice(0, q)).slice(0, 2048);
+}
+
+function decodeURIComponentSafe(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
+function statusBody(reportId: string, r: StoredReport): Record<string, unknown> {
+  return { reportId, totalChunks: r.totalChunks, receivedChunks: r.receivedChunks, complete: r.complete };
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.end(text);
+}
+
+/**
+ * Creates the ingest handler. Mount it before any body parser (it reads the raw body).
+ *
+ * @throws {@link InvalidOptionError} when an option is invalid
+ * @example
+ * ```ts
+ * const ingest = createIngestHandler({
+ *   store: '/var/lib/outpost/ingest.db',
+ *   authenticate: staticTokenAuthenticator({ [process.env.AGENT_TOKEN!]: 'tenant-a' }),
+ *   onReport: async (report, { tenantId, reportId }) => saveFindings(tenantId, reportId, report),
+ * });
+ * http.createServer(ingest).listen(8443);
+ * ```
+ */
+export function createIngestHandler(options: IngestHandlerOptions): IngestHandler {
+  const ingest = new Ingest(options);
+  const handler = ((req: IncomingMessage, res: ServerResponse) => ingest.handle(req, res)) as IngestHandler;
+  Object.defineProperties(handler, {
+    store: { value: ingest.store, enumerable: true },
+    on: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (ingest.events.on(event, listener as never), handler) },
+    off: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (ingest.events.off(event, listener as never), handler) },
+    stats: { value: () => ingest.stats() },
+    redeliverPending: { value: () => ingest.redeliverPending() },
+    close: { value: () => ingest.close() },
+    [Symbol.asyncDispose]: { value: () => ingest.close() },
+  });
+  // Reports completed before a crash but never delivered are offered again, once listeners can attach.
+  setImmediate(() => {
+    ingest.redeliverPending().catch((err: unknown) => ingest.reportError(err));
+  }).unref();
+  return handler;
+}

@@ -1,0 +1,104 @@
+/**
+ * Options of {@link createIngestHandler}: declared, defaulted and validated once.
+ * The security limits live here.
+ */
+import * as v from '../internal/validate.js';
+import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
+import type { IngestStore } from './store.js';
+
+/** A report handed to `onReport`, reassembled from its chunks (or as sent whole). */
+export type IngestedReport = Record<string, unknown>;
+
+/** What `onReport` is told besides the report. */
+export interface ReportInfo {
+  readonly tenantId: string;
+  readonly reportId: string;
+  /** 1 for a whole report. */
+  readonly totalChunks: number;
+  /** Uncompressed size of the report's JSON, in bytes (sum over chunks). */
+  readonly rawBytes: number;
+}
+
+/**
+ * Maps a bearer token to a tenant id (1–256 characters of `[A-Za-z0-9_-]`),
+ * or `undefined` to refuse it with 401. May be async. Compare secrets in
+ * constant time: see {@link staticTokenAuthenticator}.
+ */
+export type Authenticate = (token: string) => string | undefined | Promise<string | undefined>;
+
+/** Options of {@link createIngestHandler}. */
+export interface IngestHandlerOptions {
+  /** Token → tenant. Every row is keyed by the tenant it returns. */
+  readonly authenticate: Authenticate;
+  /**
+   * Called once per completed report, after the last chunk is stored. If it
+   * throws or rejects, the report stays pending and is offered again by
+   * `redeliverPending()` (run at creation and on demand).
+   */
+  readonly onReport?: (report: IngestedReport, info: ReportInfo) => void | Promise<void>;
+  /** Storage: an {@link IngestStore}, or a SQLite file path (`':memory:'` for tests). */
+  readonly store: IngestStore | string;
+  /** Largest request body on the wire, in bytes. @default 10485760 (10 MiB) */
+  readonly maxCompressedSizeBytes?: number;
+  /** Largest uncompressed body, from the zstd frame headers, in bytes. @default 52428800 (50 MiB) */
+  readonly maxDecompressedSizeBytes?: number;
+  /** Largest declared uncompressed/compressed ratio. @default 100 */
+  readonly maxCompressionRatio?: number;
+  /** Largest uncompressed size of a whole report (sum of its chunks), in bytes. @default 268435456 (256 MiB) */
+  readonly maxReportSizeBytes?: number;
+  /** Most chunks per report (the protocol allows 10 000; a server may allow fewer). @default 10000 */
+  readonly maxChunksPerReport?: number;
+  /** Time allowed to receive a request body; slower clients get 408. @default 60000 (60 s) */
+  readonly bodyTimeoutMs?: number;
+  /** Requests processed at once; more get 503 with `Retry-After`. Bounds memory to about this × `maxCompressedSizeBytes`. @default 64 */
+  readonly maxConcurrentRequests?: number;
+  /** `Retry-After` sent with 409 and 503, in seconds. @default 1 */
+  readonly retryAfterSeconds?: number;
+  /** Free chunk bodies once `onReport` has succeeded (digests are kept, so repeats still dedupe). @default true */
+  readonly dropChunksOnDelivery?: boolean;
+}
+
+/** Defaults of {@link IngestHandlerOptions}. */
+export const ingestDefaults = Object.freeze({
+  maxCompressedSizeBytes: 10 * 1024 * 1024,
+  maxDecompressedSizeBytes: 50 * 1024 * 1024,
+  maxCompressionRatio: 100,
+  maxReportSizeBytes: 256 * 1024 * 1024,
+  maxChunksPerReport: MAX_CHUNKS_PER_REPORT,
+  bodyTimeoutMs: 60_000,
+  maxConcurrentRequests: 64,
+  retryAfterSeconds: 1,
+  dropChunksOnDelivery: true,
+} as const);
+
+/** {@link IngestHandlerOptions} after defaults and validation (the store still unopened when given as a path). */
+export type ResolvedIngestOptions = Required<Omit<IngestHandlerOptions, 'onReport'>> & Pick<IngestHandlerOptions, 'onReport'>;
+
+const KEYS = ['authenticate', 'onReport', 'store', ...Object.keys(ingestDefaults)];
+
+/** Merges defaults and validates. @throws {@link InvalidOptionError} */
+export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIngestOptions {
+  if (typeof options !== 'object' || options === null) v.fail('options', 'an object', options);
+  v.knownKeys('createIngestHandler', options, KEYS);
+  v.fn('authenticate', options.authenticate);
+  if (options.onReport !== undefined) v.fn('onReport', options.onReport);
+  const store = options.store;
+  if (typeof store !== 'string' && (typeof store !== 'object' || store === null || typeof store.putChunk !== 'function')) {
+    v.fail('store', 'an IngestStore or a SQLite file path', store);
+  }
+  if (typeof store === 'string') v.nonEmptyString('store', store);
+  const o = { ...ingestDefaults, ...Object.fromEntries(Object.entries(options).filter(([, x]) => x !== undefined)) } as ResolvedIngestOptions;
+  v.integer('maxCompressedSizeBytes', o.maxCompressedSizeBytes, 1);
+  v.integer('maxDecompressedSizeBytes', o.maxDecompressedSizeBytes, 1);
+  v.number('maxCompressionRatio', o.maxCompressionRatio, 1);
+  v.integer('maxReportSizeBytes', o.maxReportSizeBytes, 1);
+  v.integer('maxChunksPerReport', o.maxChunksPerReport, 1, MAX_CHUNKS_PER_REPORT);
+  v.integer('bodyTimeoutMs', o.bodyTimeoutMs, 1);
+  v.integer('maxConcurrentRequests', o.maxConcurrentRequests, 1);
+  v.integer('retryAfterSeconds', o.retryAfterSeconds, 0);
+  v.boolean('dropChunksOnDelivery', o.dropChunksOnDelivery);
+  if (o.maxReportSizeBytes < o.maxDecompressedSizeBytes) {
+    v.fail('maxReportSizeBytes', `>= \`maxDecompressedSizeBytes\` (${o.maxDecompressedSizeBytes})`, o.maxReportSizeBytes);
+  }
+  return Object.freeze(o);
+}

@@ -1,0 +1,87 @@
+/**
+ * The `IngestStore` seam: where the server keeps chunks until a report is
+ * whole. {@link SqliteIngestStore} is the default; a server may plug in its
+ * own database by implementing this interface. Every method is keyed by
+ * tenant: a store never answers about another tenant's rows.
+ */
+import type { BodyEncoding } from '../transport/index.js';
+
+/** Whether a report was sent whole (`POST /v1/reports`) or in chunks. */
+export type ReportKind = 'whole' | 'chunked';
+
+/** A report's row, as the store knows it. */
+export interface StoredReport {
+  readonly kind: ReportKind;
+  readonly totalChunks: number;
+  readonly receivedChunks: number;
+  /** Sum of the uncompressed sizes of the chunks received, in bytes. */
+  readonly receivedBytes: number;
+  readonly complete: boolean;
+  readonly delivered: boolean;
+}
+
+/** One chunk to store. */
+export interface PutChunkInput {
+  readonly tenantId: string;
+  readonly reportId: string;
+  readonly kind: ReportKind;
+  readonly index: number;
+  readonly total: number;
+  /** SHA-256 of the uncompressed JSON, hex. */
+  readonly sha256: string;
+  /** Uncompressed size, in bytes. */
+  readonly rawBytes: number;
+  /** The body as received (validated), kept in its wire encoding. */
+  readonly body: Uint8Array;
+  readonly encoding: BodyEncoding;
+  /** The report's uncompressed bytes may not exceed this. */
+  readonly maxReportBytes: number;
+}
+
+/**
+ * Outcome of {@link IngestStore.putChunk}, decided atomically:
+ * `stored` (new), `duplicate` (same slot, same digest), `conflict` (same slot,
+ * other digest), `total-mismatch`, `kind-mismatch`, `too-large` (the report
+ * would exceed `maxReportBytes`). Only `stored` writes anything.
+ */
+export type PutChunkOutcome = 'stored' | 'duplicate' | 'conflict' | 'total-mismatch' | 'kind-mismatch' | 'too-large';
+
+/** Result of {@link IngestStore.putChunk}. */
+export interface PutChunkResult {
+  readonly outcome: PutChunkOutcome;
+  /** The report after the call (undefined only when nothing exists, e.g. `too-large` on a first chunk). */
+  readonly report: StoredReport | undefined;
+  /** True for exactly one call per report: the one whose chunk completed it. */
+  readonly completedNow: boolean;
+}
+
+/** A stored chunk's body, for reassembly. */
+export interface StoredChunkBody {
+  readonly index: number;
+  readonly body: Uint8Array;
+  readonly encoding: BodyEncoding;
+}
+
+/** A report that is complete but whose delivery to `onReport` has not succeeded yet. */
+export interface PendingDelivery {
+  readonly tenantId: string;
+  readonly reportId: string;
+}
+
+/** Storage behind the ingest handler. */
+export interface IngestStore {
+  /** The digest stored for a chunk slot, if any. */
+  getChunkDigest(tenantId: string, reportId: string, index: number): Promise<string | undefined>;
+  /** The report's row for this tenant, if any. */
+  getReport(tenantId: string, reportId: string): Promise<StoredReport | undefined>;
+  /** Stores a chunk and updates its report in one transaction. */
+  putChunk(input: PutChunkInput): Promise<PutChunkResult>;
+  /** Every chunk body of a complete report, in index order. */
+  readChunks(tenantId: string, reportId: string): Promise<StoredChunkBody[]>;
+  /** Records a successful delivery; with `dropBodies`, frees the chunk bodies (keeping their digests for dedupe). */
+  markDelivered(tenantId: string, reportId: string, options: { readonly dropBodies: boolean }): Promise<void>;
+  /** Complete reports not yet delivered, oldest first. */
+  listPendingDeliveries(limit: number): Promise<PendingDelivery[]>;
+  /** Releases the database. Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,51 @@
+/**
+ * Abort-aware waiting. Every wait rejects with `signal.reason` and removes its
+ * listener when it settles.
+ * @internal
+ */
+
+/** Resolves after `ms`, or rejects with `signal.reason` as soon as `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal, options: { unref?: boolean } = {}): Promise<void> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    if (options.unref === true) timer.unref();
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * An `AbortController` that aborts when `parent` aborts (with the parent's
+ * reason) or after `timeoutMs` (with `timeoutReason()`). Call `dispose()` when
+ * done: it clears the timer and the listener.
+ */
+export function linkedTimeout(
+  parent: AbortSignal | undefined,
+  timeoutMs: number,
+  timeoutReason: () => unknown,
+): { readonly signal: AbortSignal; readonly timedOut: () => boolean; dispose(): void } {
+  const controller = new AbortController();
+  let timedOut = false;
+  const onAbort = (): void => controller.abort(parent?.reason);
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort(timeoutReason());
+  }, timeoutMs);
+  if (parent?.aborted) onAbort();
+  else parent?.addEventListener('abort', onAbort, { once: true });
+  return {
+    signal: controller.signal,
+    timedOut: () => timedOut,
+    dispose() {
+      clearTimeout(timer);
+      parent?.removeEventListener('abort', onAbort);
+    },
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * `HttpUploader`: protocol v1 over undici, one attempt per call.
+ */
+import { Pool, type Dispatcher } from 'undici';
+import { IllegalStateError, InvalidArgumentError, UploadError, UploadHttpError, UploadTimeoutError } from '../errors.js';
+import { linkedTimeout } from '../internal/abort.js';
+import { HEADER, MAX_CHUNKS_PER_REPORT, PATH_CHUNKS, PATH_REPORTS, idempotencyKey, isValidId } from '../internal/protocol.js';
+import { formatReprDigest } from '../internal/repr-digest.js';
+import { isRetryableStatus, toUploadError } from './classify.js';
+import { resolveHttpUploaderOptions, type HttpUploaderOptions, type ResolvedHttpUploaderOptions } from './options.js';
+import { parseRetryAfter } from './retry-after.js';
+import type { ChunkUpload, EncodedBody, ReportStatus, ReportUpload, UploadCallOptions, UploadResult, Uploader } from './types.js';
+
+/** Lifecycle of an {@link HttpUploader}. */
+export type HttpUploaderState = 'idle' | 'running' | 'closing' | 'closed';
+
+/** Responses are small JSON documents; anything longer is cut off (and the socket dropped). */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+interface Answer {
+  readonly status: number;
+  readonly json: Record<string, unknown> | undefined;
+}
+
+/**
+ * Uploads over HTTP(S) with a keep-alive pool. Each call is **one attempt**
+ * bounded by `uploadTimeoutMs`; failures reject with a classified
+ * {@link UploadError} so the caller's {@link RetryPolicy} decides what next.
+ * Bodies are `Uint8Array`s, so the same bytes can be re-sent on a retry.
+ *
+ * @example
+ * ```ts
+ * await using uploader = new HttpUploader({ url: 'https://ingest.example.com', token: process.env.TOKEN! });
+ * const body = await encodeBody(report);
+ * await uploader.uploadReport({ reportId: 'scan-42', ...body });
+ * ```
+ */
+export class HttpUploader implements Uploader {
+  /** Resolved options. */
+  readonly options: ResolvedHttpUploaderOptions;
+  #dispatcher: Dispatcher | undefined;
+  #state: HttpUploaderState = 'idle';
+  #closing: Promise<void> | undefined;
+
+  /** @throws {@link InvalidOptionError} when an option is missing or out of range */
+  constructor(options: HttpUploaderOptions) {
+    this.options = resolveHttpUploaderOptions(options);
+  }
+
+  /** `'idle'` until the first request or `start()`, then `'running'`, `'closing'`, `'closed'`. */
+  get state(): HttpUploaderState {
+    return this.#state;
+  }
+
+  /** Opens the connection pool (done lazily by the first upload too). Idempotent. */
+  start(): this {
+    if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('start', this.#state);
+    if (this.#state === 'idle') {
+      const o = this.options;
+      this.#dispatcher =
+        o.dispatcher ??
+        new Pool(o.origin, {
+          connections: o.connections,
+          pipelining: 1,
+          keepAliveTimeout: o.keepAliveTimeoutMs,
+          connect: { timeout: o.connectTimeoutMs, ...(o.ca === undefined ? {} : { ca: o.ca as string | Buffer | (string | Buffer)[] }) },
+        });
+      this.#state = 'running';
+    }
+    return this;
+  }
+
+  /** {@inheritDoc Uploader.uploadChunk} @throws {@link UploadError}, {@link InvalidArgumentError} */
+  async uploadChunk(chunk: ChunkUpload, options: UploadCallOptions = {}): Promise<UploadResult> {
+    checkBody(chunk);
+    if (!Number.isInteger(chunk.total) || chunk.total < 1 || chunk.total > MAX_CHUNKS_PER_REPORT) {
+      throw new InvalidArgumentError(`Expected chunk \`total\` to be an integer from 1 to ${MAX_CHUNKS_PER_REPORT}, got ${String(chunk.total)}`);
+    }
+    if (!Number.isInteger(chunk.index) || chunk.index < 0 || chunk.index >= chunk.total) {
+      throw new InvalidArgumentError(`Expected chunk \`index\` to be an integer from 0 to ${chunk.total - 1}, got ${String(chunk.index)}`);
+    }
+    const answer = await this.#send(
+      'POST',
+      PATH_CHUNKS,
+      {
+        ...bodyHeaders(chunk),
+        [HEADER.reportId]: chunk.reportId,
+        [HEADER.chunkIndex]: String(chunk.index),
+        [HEADER.chunkTotal]: String(chunk.total),
+        [HEADER.idempotencyKey]: idempotencyKey(chunk.reportId, chunk.index, chunk.sha256),
+      },
+      chunk.body,
+      options.signal,
+    );
+    return toResult(answer);
+  }
+
+  /** {@inheritDoc Uploader.uploadReport} @throws {@link UploadError}, {@link InvalidArgumentError} */
+  async uploadReport(report: ReportUpload, options: UploadCallOptions = {}): Promise<UploadResult> {
+    checkBody(report);
+    const answer = await this.#send(
+      'POST',
+      PATH_REPORTS,
+      {
+        ...bodyHeaders(report),
+        [HEADER.reportId]: report.reportId,
+        [HEADER.idempotencyKey]: idempotencyKey(report.reportId, undefined, report.sha256),
+      },
+      report.body,
+      options.signal,
+    );
+    return toResult(answer);
+  }
+
+  /**
+   * Asks the server how far a report has got (`GET /v1/reports/<id>`).
+   * Resolves `undefined` when the server does not know it (404).
+   */
+  async getReportStatus(reportId: string, options: UploadCallOptions = {}): Promise<ReportStatus | undefined> {
+    if (!isValidId(reportId)) throw new InvalidArgumentError(`Invalid report id ${JSON.stringify(String(reportId)).slice(0, 80)}`);
+    try {
+      const answer = await this.#send('GET', `${PATH_REPORTS}/${reportId}`, {}, undefined, options.signal);
+      const j = answer.json ?? {};
+      return {
+        reportId,
+        totalChunks: Number(j['totalChunks']),
+        receivedChunks: Number(j['receivedChunks']),
+        complete: j['complete'] === true,
+      };
+    } catch (err) {
+      if (err instanceof UploadHttpError && err.status === 404) return undefined;
+      throw err;
+    }
+  }
+
+  /** Closes the pool after in-flight requests finish. Idempotent; later uploads throw {@link IllegalStateError}. */
+  close(): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing;
+    const dispatcher = this.options.dispatcher === undefined ? this.#dispatcher : undefined;
+    this.#state = 'closing';
+    this.#closing = (async () => {
+      try {
+        await dispatcher?.close();
+      } finally {
+        this.#state = 'closed';
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** Same as {@link HttpUploader.close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #send(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Answer> {
+    if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('upload', this.#state);
+    signal?.throwIfAborted();
+    const dispatcher = this.start().#dispatcher as Dispatcher;
+    const o = this.options;
+    const timeout = linkedTimeout(signal, o.uploadTimeoutMs, () => new UploadTimeoutError(o.uploadTimeoutMs));
+    try {
+      const token = typeof o.token === 'function' ? await o.token() : o.token;
+      const res = await dispatcher.request({
+        origin: o.origin,
+        path: o.pathPrefix + path,
+        method,
+        headers: { ...headers, [HEADER.authorization]: `Bearer ${token}`, 'user-agent': o.userAgent, accept: 'application/json' },
+        ...(body === undefined ? {} : { body }),
+        signal: timeout.signal,
+      });
+      const json = await readJson(res.body);
+      if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, json };
+      const error = json?.['error'];
+      const serverCode = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+      const retryAfterMs = parseRetryAfter(res.headers[HEADER.retryAfter]);
+      throw new UploadHttpError(res.statusCode, {
+        retryable: isRetryableStatus(res.statusCode),
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+        ...(typeof serverCode === 'string' ? { serverCode: serverCode.slice(0, 100) } : {}),
+      });
+    } catch (err) {
+      if (err instanceof UploadError) throw err;
+      if (timeout.timedOut()) throw new UploadTimeoutError(o.uploadTimeoutMs);
+      if (signal?.aborted) throw signal.reason;
+      throw toUploadError(err);
+    } finally {
+      timeout.dispose();
+    }
+  }
+}
+
+function checkBody(b: EncodedBody & { readonly reportId: string }): void {
+  if (!isValidId(b.reportId)) {
+    throw new InvalidArgumentError(`Expected \`reportId\` to be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(String(b.reportId)).slice(0, 80)}`);
+  }
+  if (!(b.body instanceof Uint8Array)) throw new InvalidArgumentError('Expected `body` to be a Buffer or Uint8Array');
+  if (b.encoding !== 'zstd' && b.encoding !== 'identity') {
+    throw new InvalidArgumentError(`Expected \`encoding\` to be 'zstd' or 'identity', got ${String(b.encoding)}`);
+  }
+  if (typeof b.sha256 !== 'string' || !SHA256_HEX.test(b.sha256)) {
+    throw new InvalidArgumentError('Expected `sha256` to be 64 lower-case hex characters (SHA-256 of the uncompressed JSON)');
+  }
+}
+
+function bodyHeaders(b: EncodedBody): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    [HEADER.contentEncoding]: b.encoding,
+    [HEADER.reprDigest]: formatReprDigest(Buffer.from(b.sha256, 'hex')),
+  };
+}
+
+function toResult(answer: Answer): UploadResult {
+  const j = answer.json ?? {};
+  const num = (key: string): { [k: string]: number } => (typeof j[key] === 'number' ? { [key]: j[key] } : {});
+  return {
+    status: answer.status,
+    duplicate: answer.status === 200,
+    ...num('receivedChunks'),
+    ...num('totalChunks'),
+    ...(typeof j['complete'] === 'boolean' ? { complete: j['complete'] } : {}),
+  };
+}
+
+async function readJson(body: Dispatcher.ResponseData['body']): Promise<Record<string, unknown> | undefined> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const part of body) {
+    const buf = part as Buffer;
+    size += buf.length;
+    if (size > MAX_RESPONSE_BYTES) {
+      body.destroy();
+      return undefined;
+    }
+    parts.push(buf);
+  }
+  if (size === 0) return undefined;
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(parts).toString('utf8'));
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}

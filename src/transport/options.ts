@@ -1,0 +1,89 @@
+/**
+ * Options of {@link HttpUploader}: declared, defaulted and validated here once.
+ */
+import type { Dispatcher } from 'undici';
+import * as v from '../internal/validate.js';
+
+/** A bearer token, or a function returning the current one (called per request, so tokens can rotate). */
+export type TokenSource = string | (() => string | Promise<string>);
+
+/** Options of {@link HttpUploader}. */
+export interface HttpUploaderOptions {
+  /** Base URL of the ingest server, e.g. `https://ingest.example.com` or `https://example.com/outpost` (a path prefix is kept). */
+  readonly url: string | URL;
+  /** Bearer token sent as `Authorization: Bearer <token>`. */
+  readonly token: TokenSource;
+  /** Keep-alive connections to the server, at most. @default 4 */
+  readonly connections?: number;
+  /** Per-attempt timeout: the request is aborted (not just abandoned) when it elapses. @default 120000 (2 min) */
+  readonly uploadTimeoutMs?: number;
+  /** Timeout of the TCP + TLS connect. @default 10000 (10 s) */
+  readonly connectTimeoutMs?: number;
+  /** How long an idle keep-alive socket is kept. @default 4000 (4 s) */
+  readonly keepAliveTimeoutMs?: number;
+  /** Extra CA certificates (PEM) to trust, for a server with a private CA. Replaces the default bundle, as in `node:tls`. */
+  readonly ca?: string | Buffer | readonly (string | Buffer)[];
+  /** `User-Agent` header. @default `outpost-sdk/<version>` */
+  readonly userAgent?: string;
+  /** A custom undici dispatcher (proxy agent, mock). When set, `connections`, `connectTimeoutMs`, `keepAliveTimeoutMs` and `ca` are ignored and `close()` leaves it open. */
+  readonly dispatcher?: Dispatcher;
+}
+
+/** Defaults of {@link HttpUploaderOptions}. */
+export const httpUploaderDefaults = Object.freeze({
+  connections: 4,
+  uploadTimeoutMs: 120_000,
+  connectTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 4_000,
+  userAgent: 'outpost-sdk/0.1.0',
+} as const);
+
+/** {@link HttpUploaderOptions} after defaults and validation. */
+export interface ResolvedHttpUploaderOptions {
+  readonly origin: string;
+  readonly pathPrefix: string;
+  readonly token: TokenSource;
+  readonly connections: number;
+  readonly uploadTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly ca: string | Buffer | readonly (string | Buffer)[] | undefined;
+  readonly userAgent: string;
+  readonly dispatcher: Dispatcher | undefined;
+}
+
+const KEYS = ['url', 'token', 'connections', 'uploadTimeoutMs', 'connectTimeoutMs', 'keepAliveTimeoutMs', 'ca', 'userAgent', 'dispatcher'];
+
+/** Merges defaults and validates. @throws {@link InvalidOptionError} */
+export function resolveHttpUploaderOptions(options: HttpUploaderOptions): ResolvedHttpUploaderOptions {
+  if (typeof options !== 'object' || options === null) v.fail('options', 'an object', options);
+  v.knownKeys('HttpUploader', options, KEYS);
+  let url: URL;
+  try {
+    url = new URL(String(options.url));
+  } catch (err) {
+    v.fail('url', 'an absolute http(s) URL', options.url);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') v.fail('url', 'an http: or https: URL', options.url);
+  if (url.username !== '' || url.password !== '') v.fail('url', 'a URL without credentials (use `token`)', url.origin);
+  if (typeof options.token !== 'function') v.nonEmptyString('token', options.token);
+  const ca = options.ca;
+  if (ca !== undefined) {
+    const list = Array.isArray(ca) ? ca : [ca];
+    if (list.length === 0 || !list.every((c) => typeof c === 'string' || Buffer.isBuffer(c))) {
+      v.fail('ca', 'PEM text, a Buffer, or a non-empty array of them', ca);
+    }
+  }
+  return Object.freeze({
+    origin: url.origin,
+    pathPrefix: url.pathname.replace(/\/+$/, ''),
+    token: options.token,
+    connections: v.integer('connections', options.connections ?? httpUploaderDefaults.connections, 1, 1024),
+    uploadTimeoutMs: v.integer('uploadTimeoutMs', options.uploadTimeoutMs ?? httpUploaderDefaults.uploadTimeoutMs, 1),
+    connectTimeoutMs: v.integer('connectTimeoutMs', options.connectTimeoutMs ?? httpUploaderDefaults.connectTimeoutMs, 1),
+    keepAliveTimeoutMs: v.integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? httpUploaderDefaults.keepAliveTimeoutMs, 1),
+    ca,
+    userAgent: v.nonEmptyString('userAgent', options.userAgent ?? httpUploaderDefaults.userAgent),
+    dispatcher: options.dispatcher,
+  });
+}

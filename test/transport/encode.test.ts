@@ -1,0 +1,35 @@
+import { createHash } from 'node:crypto';
+import { decompress } from '@mongodb-js/zstd';
+import { describe, expect, it } from 'vitest';
+import { InvalidArgumentError, InvalidOptionError } from '../../src/errors.js';
+import { scanZstdFrames } from '../../src/internal/zstd-frame.js';
+import { encodeBody } from '../../src/transport/index.js';
+
+describe('encodeBody', () => {
+  it('serialises, hashes the JSON and compresses it into a frame that declares its size', async () => {
+    const value = { findings: Array.from({ length: 1000 }, (_, i) => ({ id: i, rule: 'x' })) };
+    const json = Buffer.from(JSON.stringify(value));
+    const body = await encodeBody(value);
+    expect(body.encoding).toBe('zstd');
+    expect(body.rawBytes).toBe(json.length);
+    expect(body.sha256).toBe(createHash('sha256').update(json).digest('hex'));
+    expect(body.body.length).toBeLessThan(json.length);
+    const scan = scanZstdFrames(body.body);
+    expect(scan.ok && scan.declaredContentBytes).toBe(json.length);
+    expect((await decompress(Buffer.from(body.body))).equals(json)).toBe(true);
+  });
+
+  it('takes bytes as JSON already and can skip compression', async () => {
+    const body = await encodeBody(Buffer.from('{"a":1}'), { encoding: 'identity' });
+    expect(Buffer.from(body.body).toString()).toBe('{"a":1}');
+    expect(body.encoding).toBe('identity');
+  });
+
+  it('rejects values that are not JSON and bad levels', async () => {
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    await expect(encodeBody(cyclic)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(encodeBody(undefined)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(encodeBody({}, { compressionLevel: 30 })).rejects.toBeInstanceOf(InvalidOptionError);
+  });
+});
