@@ -177,15 +177,6 @@ class Ingest {
     try {
       const body = await readBody(req, o.maxCompressedSizeBytes, o.bodyTimeoutMs);
       this.#counts.bytesReceived += body.length;
-      // A repeat of a stored chunk is answered from its digest alone: nothing to decompress.
-      const known = await this.#storeCall(() => this.store.getChunkDigest(tenantId, h.reportId, h.index));
-      if (known !== undefined) {
-        const report = await this.#storeCall(() => this.store.getReport(tenantId, h.reportId));
-        if (report !== undefined && report.kind === (h.whole ? 'whole' : 'chunked') && report.totalChunks === h.total) {
-          this.#answerPut(res, tenantId, h, known === h.sha256Hex ? 'duplicate' : 'conflict', report, 0);
-          return;
-        }
-      }
       const { raw } = await decodeBody(body, h.encoding, h.sha256, o);
       parsePayload(raw);
       const result = await this.#storeCall(() =>

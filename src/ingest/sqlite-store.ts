@@ -138,11 +138,6 @@ export class SqliteIngestStore implements IngestStore {
       .immediate.bind(null);
   }
 
-  /** {@inheritDoc IngestStore.getChunkDigest} */
-  async getChunkDigest(tenantId: string, reportId: string, index: number): Promise<string | undefined> {
-    return this.#stmt.chunkDigest.get(tenantId, reportId, index)?.sha256;
-  }
-
   /** {@inheritDoc IngestStore.getReport} */
   async getReport(tenantId: string, reportId: string): Promise<StoredReport | undefined> {
     return toReport(this.#stmt.report.get(tenantId, reportId));

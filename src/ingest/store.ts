@@ -70,8 +70,6 @@ export interface PendingDelivery {
 
 /** Storage behind the ingest handler. */
 export interface IngestStore {
-  /** The digest stored for a chunk slot, if any. */
-  getChunkDigest(tenantId: string, reportId: string, index: number): Promise<string | undefined>;
   /** The report's row for this tenant, if any. */
   getReport(tenantId: string, reportId: string): Promise<StoredReport | undefined>;
   /** Stores a chunk and updates its report in one transaction. */

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
+import { Readable } from 'node:stream';
 import { compress } from '@mongodb-js/zstd';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -158,7 +159,7 @@ describe('ingest handler: hostile input', () => {
     async function* big() {
       for (let i = 0; i < 64; i++) yield Buffer.alloc(1024, 1);
     }
-    const res = await request(`${fx.server.url}/v1/chunks`, { method: 'POST', headers: chunkHeaders(raw), body: big() }).then(
+    const res = await request(`${fx.server.url}/v1/chunks`, { method: 'POST', headers: chunkHeaders(raw), body: Readable.from(big()) }).then(
       async (r) => ({ status: r.statusCode, text: await r.body.text() }),
       (e: unknown) => ({ status: 0, text: String(e) }),
     );
@@ -259,7 +260,7 @@ describe('ingest handler: hostile input', () => {
     [{ 'repr-digest': 'sha-256=:AAAA:' }, 'a short digest'],
     [{ 'repr-digest': 'md5=:1B2M2Y8AsgTpgAmY7PhCfg==:' }, 'no sha-256 member'],
     [{ 'idempotency-key': undefined }, 'no idempotency key'],
-  ])('refuses malformed chunk headers %j (%s)', async (over) => {
+  ] as [Record<string, string | undefined>, string][])('refuses malformed chunk headers %j (%s)', async (over) => {
     fx = await startIngest();
     const raw = json({});
     const res = await send('/v1/chunks', chunkHeaders(raw, over), await zstd(raw));
