@@ -8,6 +8,9 @@ import { sha256 } from '../internal/repr-digest.js';
 import { scanZstdFrames } from '../internal/zstd-frame.js';
 import type { BodyEncoding } from '../transport/index.js';
 
+/** Largest output of one zstd block (RFC 8878 Block_Maximum_Size): the last block of a frame may round up to it. */
+const MAX_BLOCK_BYTES = 128 * 1024;
+
 /** Limits {@link decodeBody} enforces. */
 export interface DecodeLimits {
   readonly maxDecompressedSizeBytes: number;
@@ -25,9 +28,10 @@ export interface DecodedBody {
  *
  * - zstd: every frame must declare its content size; the declared total must be
  *   within `maxDecompressedSizeBytes` and `maxCompressionRatio` × body length;
- *   only then is it decompressed (the decoder's buffer is sized by the declared
- *   total, so a frame that lies cannot grow past it), and the real size must
- *   equal the declared one.
+ *   only then is it decompressed, the block headers must not be able to produce more than
+ *   `maxDecompressedSizeBytes` (plus one block per frame of rounding), so even
+ *   a frame that lies about its size cannot grow past the limit; and the real
+ *   size must equal the declared one.
  * - identity: the body itself must be within `maxDecompressedSizeBytes`.
  *
  * @throws {@link IngestError} with the code of the first check that failed
@@ -51,6 +55,13 @@ export async function decodeBody(body: Buffer, encoding: BodyEncoding, expectedS
     }
     if (declared > limits.maxCompressionRatio * body.length) {
       throw new IngestError('OUTPOST_INGEST_RATIO_EXCEEDED', `Compression ratio ${(declared / body.length).toFixed(1)} exceeds ${limits.maxCompressionRatio}`);
+    }
+    // The decoder cannot be trusted to stop at the declared size (a frame that under-declares is
+    // decompressed in full), so bound what the blocks themselves could produce, from their headers.
+    let expandable = 0;
+    for (const frame of scan.frames) expandable += frame.maxBlockOutputBytes;
+    if (expandable > limits.maxDecompressedSizeBytes + scan.frames.length * MAX_BLOCK_BYTES) {
+      throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Blocks could expand to ${expandable} bytes, over ${limits.maxDecompressedSizeBytes}`);
     }
     try {
       raw = declared === 0 ? Buffer.alloc(0) : await decompress(body);

@@ -132,6 +132,8 @@ describe('HttpUploader ↔ ingest handler', () => {
       await expect(client.uploadChunk(chunks[0] as ChunkUpload)).resolves.toMatchObject({ status: 200 });
       await expect(client.uploadChunk(chunks[1] as ChunkUpload)).resolves.toMatchObject({ status: 201, complete: true });
       await until(() => delivered.length === 1);
+      // The write-ahead log holds chunk data too: it inherits the database's 0600.
+      expect(statSync(`${dbPath}-wal`).mode & 0o777).toBe(0o600);
       await client.close();
       await s2.close();
       await second.close();

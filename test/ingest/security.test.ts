@@ -107,6 +107,18 @@ describe('ingest handler: hostile input', () => {
     expect(res).toMatchObject({ status: 400, code: 'OUTPOST_INGEST_CORRUPT_BODY' });
   });
 
+  it('refuses a frame whose blocks could expand far past what it declares, without decompressing it', async () => {
+    fx = await startIngest();
+    const raw = Buffer.alloc(60 * 1024 * 1024, 0x20);
+    const honest = await zstd(raw);
+    const declared = honest.length * 50; // a plausible size and ratio; the blocks say otherwise
+    const heapBefore = process.memoryUsage().arrayBuffers;
+    const res = await send('/v1/chunks', chunkHeaders(raw), lieAboutSize(honest, declared));
+    expect(res).toMatchObject({ status: 413, code: 'OUTPOST_INGEST_TOO_LARGE' });
+    expect((res.json?.['error'] as { message: string }).message).toMatch(/Blocks could expand/);
+    expect(process.memoryUsage().arrayBuffers - heapBefore).toBeLessThan(32 * 1024 * 1024);
+  });
+
   it('refuses a frame that declares more than it holds', async () => {
     fx = await startIngest();
     const raw = Buffer.from(JSON.stringify({ findings: Array.from({ length: 200 }, (_, i) => ({ id: i })) }));
