@@ -76,7 +76,7 @@ async function send<T>(what: string, attempt: (signal: AbortSignal | undefined) 
 const small = scan('web-frontend', 40);
 const smallBody = await encodeBody(small);
 const smallId = `web-frontend-${runId}`;
-const r1 = await send('report', (signal) => uploader.uploadReport({ reportId: smallId, ...smallBody }, signal ? { signal } : {}));
+const r1 = await send('report', (signal) => uploader.uploadReport({ reportId: smallId, ...smallBody }, { signal }));
 console.log(`agent:  sent ${smallId} whole (${smallBody.rawBytes} → ${smallBody.body.length} bytes): ${r1.status}`);
 
 // A large report goes in chunks, each carrying the assets its findings reference; metadata rides in chunk 0.
@@ -92,7 +92,7 @@ for (let index = 0; index < total; index++) {
   chunks.push({ reportId: largeId, index, total, ...(await encodeBody(part)) });
 }
 for (const chunk of chunks.slice().reverse()) {
-  const r = await send(`chunk ${chunk.index + 1}/${total}`, (signal) => uploader.uploadChunk(chunk, signal ? { signal } : {}));
+  const r = await send(`chunk ${chunk.index + 1}/${total}`, (signal) => uploader.uploadChunk(chunk, { signal }));
   console.log(`agent:  chunk ${chunk.index + 1}/${total} of ${largeId} (${chunk.rawBytes} → ${chunk.body.length} bytes): ${r.status}, server has ${r.receivedChunks}/${r.totalChunks}`);
 }
 const again = await uploader.uploadChunk(chunks[0] as ChunkUpload);

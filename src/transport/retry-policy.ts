@@ -67,7 +67,7 @@ export interface RetryOptions {
   /** Retries after the first attempt (so `maxRetries + 1` attempts at most). @default 3 */
   readonly maxRetries?: number;
   /** Aborts the wait and the loop; the promise rejects with `signal.reason`. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
   /** Called before each wait with the failure, the retry number (1-based) and the delay chosen. */
   readonly onRetry?: (error: UploadError, retry: number, delayMs: number) => void;
 }

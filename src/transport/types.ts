@@ -63,7 +63,7 @@ export interface ReportStatus {
 /** Per-call options of an {@link Uploader}. */
 export interface UploadCallOptions {
   /** Aborts the attempt; the call rejects with `signal.reason`. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
