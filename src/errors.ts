@@ -186,24 +186,43 @@ export class IngestDeliveryError extends OutpostError {
 
 /** Stable codes the ingest server answers with; each maps to one HTTP status. */
 export const ingestErrorStatus = Object.freeze({
+  /** 400: a protocol header is missing, repeated or malformed, or the body could not be read. */
   OUTPOST_INGEST_BAD_REQUEST: 400,
+  /** 400: the report id is not 1–256 characters of `[A-Za-z0-9_-]`. */
   OUTPOST_INGEST_INVALID_ID: 400,
+  /** 400: the body is not a JSON object, or its `findings` / `assets` are not arrays. */
   OUTPOST_INGEST_INVALID_JSON: 400,
+  /** 400: the body is not valid zstd or could not be decompressed. */
   OUTPOST_INGEST_CORRUPT_BODY: 400,
+  /** 400: `Outpost-Chunk-Total` differs from the total set by the report's first stored chunk. */
   OUTPOST_INGEST_TOTAL_MISMATCH: 400,
+  /** 401: the bearer token is missing, malformed or refused by `authenticate`. */
   OUTPOST_INGEST_UNAUTHORIZED: 401,
+  /** 404: no such endpoint, or (on `GET /v1/reports/<id>`) no such report for this tenant. */
   OUTPOST_INGEST_NOT_FOUND: 404,
+  /** 405: wrong method for the endpoint; the `Allow` header names the right one. */
   OUTPOST_INGEST_METHOD_NOT_ALLOWED: 405,
+  /** 408: the body did not arrive within `bodyTimeoutMs`. */
   OUTPOST_INGEST_BODY_TIMEOUT: 408,
+  /** 409: another request for the same chunk is being processed; retry after `Retry-After`. */
   OUTPOST_INGEST_IN_PROGRESS: 409,
+  /** 413: the body, its (declared or possible) decompressed size, or the report total exceeds a limit. */
   OUTPOST_INGEST_TOO_LARGE: 413,
+  /** 415: `Content-Encoding` is neither `zstd` nor `identity`. */
   OUTPOST_INGEST_UNSUPPORTED_ENCODING: 415,
+  /** 422: `Repr-Digest` does not match the uncompressed body. */
   OUTPOST_INGEST_DIGEST_MISMATCH: 422,
+  /** 422: the chunk is stored with another digest, the report id is used by the other kind, or `Idempotency-Key` names another digest. */
   OUTPOST_INGEST_KEY_CONFLICT: 422,
+  /** 422: the declared compression ratio exceeds `maxCompressionRatio`. */
   OUTPOST_INGEST_RATIO_EXCEEDED: 422,
+  /** 422: a zstd frame does not declare its content size. */
   OUTPOST_INGEST_SIZE_UNDECLARED: 422,
+  /** 422: the decompressed size differs from the size the zstd frames declared. */
   OUTPOST_INGEST_SIZE_MISMATCH: 422,
+  /** 503: `maxConcurrentRequests` requests are already in flight; retry after `Retry-After`. */
   OUTPOST_INGEST_OVERLOADED: 503,
+  /** 503: shutting down, or storage, `authenticate` or the handler itself failed; retry after `Retry-After`. */
   OUTPOST_INGEST_UNAVAILABLE: 503,
 } as const);
 

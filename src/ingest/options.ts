@@ -11,7 +11,9 @@ export type IngestedReport = Record<string, unknown>;
 
 /** What `onReport` is told besides the report. */
 export interface ReportInfo {
+  /** Tenant the report was uploaded by, as returned by `authenticate`. */
   readonly tenantId: string;
+  /** The report id the agent chose (`Outpost-Report-Id`). */
   readonly reportId: string;
   /** 1 for a whole report. */
   readonly totalChunks: number;
@@ -60,14 +62,23 @@ export interface IngestHandlerOptions {
 
 /** Defaults of {@link IngestHandlerOptions}. */
 export const ingestDefaults = Object.freeze({
+  /** 10 MiB. */
   maxCompressedSizeBytes: 10 * 1024 * 1024,
+  /** 50 MiB. */
   maxDecompressedSizeBytes: 50 * 1024 * 1024,
+  /** 100:1. */
   maxCompressionRatio: 100,
+  /** 256 MiB. */
   maxReportSizeBytes: 256 * 1024 * 1024,
+  /** 10 000 chunks, the protocol maximum. */
   maxChunksPerReport: MAX_CHUNKS_PER_REPORT,
+  /** 60 s. */
   bodyTimeoutMs: 60_000,
+  /** 64 requests. */
   maxConcurrentRequests: 64,
+  /** 1 s. */
   retryAfterSeconds: 1,
+  /** Chunk bodies are freed after delivery. */
   dropChunksOnDelivery: true,
 } as const);
 

@@ -11,21 +11,31 @@ export type ReportKind = 'whole' | 'chunked';
 
 /** A report's row, as the store knows it. */
 export interface StoredReport {
+  /** Whether the report was sent whole or in chunks (fixed by its first stored chunk). */
   readonly kind: ReportKind;
+  /** Number of chunks the report has, as its first stored chunk declared; 1 for a whole report. */
   readonly totalChunks: number;
+  /** Number of distinct chunks stored so far. */
   readonly receivedChunks: number;
   /** Sum of the uncompressed sizes of the chunks received, in bytes. */
   readonly receivedBytes: number;
+  /** True once every chunk is stored. */
   readonly complete: boolean;
+  /** True once a delivery succeeded and was recorded by {@link IngestStore.markDelivered}. */
   readonly delivered: boolean;
 }
 
 /** One chunk to store. */
 export interface PutChunkInput {
+  /** Tenant the chunk belongs to; every row is keyed by it. */
   readonly tenantId: string;
+  /** The report the chunk belongs to. */
   readonly reportId: string;
+  /** `'whole'` for `POST /v1/reports`, `'chunked'` for `POST /v1/chunks`. */
   readonly kind: ReportKind;
+  /** 0-based chunk index; 0 for a whole report. */
   readonly index: number;
+  /** Number of chunks in the report, as this request declares it; 1 for a whole report. */
   readonly total: number;
   /** SHA-256 of the uncompressed JSON, hex. */
   readonly sha256: string;
@@ -33,6 +43,7 @@ export interface PutChunkInput {
   readonly rawBytes: number;
   /** The body as received (validated), kept in its wire encoding. */
   readonly body: Uint8Array;
+  /** Wire encoding of `body`. */
   readonly encoding: BodyEncoding;
   /** The report's uncompressed bytes may not exceed this. */
   readonly maxReportBytes: number;
@@ -48,6 +59,7 @@ export type PutChunkOutcome = 'stored' | 'duplicate' | 'conflict' | 'total-misma
 
 /** Result of {@link IngestStore.putChunk}. */
 export interface PutChunkResult {
+  /** What the store decided; see {@link PutChunkOutcome}. */
   readonly outcome: PutChunkOutcome;
   /** The report after the call (undefined only when nothing exists, e.g. `too-large` on a first chunk). */
   readonly report: StoredReport | undefined;
@@ -57,14 +69,19 @@ export interface PutChunkResult {
 
 /** A stored chunk's body, for reassembly. */
 export interface StoredChunkBody {
+  /** 0-based chunk index. */
   readonly index: number;
+  /** The body as received, in its wire encoding. */
   readonly body: Uint8Array;
+  /** Wire encoding of `body`: decompress when `'zstd'`. */
   readonly encoding: BodyEncoding;
 }
 
 /** A report that is complete but whose delivery to `onReport` has not succeeded yet. */
 export interface PendingDelivery {
+  /** Tenant of the report. */
   readonly tenantId: string;
+  /** The report awaiting delivery. */
   readonly reportId: string;
 }
 

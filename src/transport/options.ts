@@ -31,24 +31,39 @@ export interface HttpUploaderOptions {
 
 /** Defaults of {@link HttpUploaderOptions}. */
 export const httpUploaderDefaults = Object.freeze({
+  /** 4 connections. */
   connections: 4,
+  /** 2 min. */
   uploadTimeoutMs: 120_000,
+  /** 10 s. */
   connectTimeoutMs: 10_000,
+  /** 4 s. */
   keepAliveTimeoutMs: 4_000,
+  /** `outpost-sdk/0.1.0`. */
   userAgent: 'outpost-sdk/0.1.0',
 } as const);
 
 /** {@link HttpUploaderOptions} after defaults and validation. */
 export interface ResolvedHttpUploaderOptions {
+  /** Scheme, host and port of `url`, e.g. `https://example.com`. */
   readonly origin: string;
+  /** Path of `url` without trailing slashes (`''` at the root), put before every request path. */
   readonly pathPrefix: string;
+  /** Bearer token, or the function called per request for the current one. */
   readonly token: TokenSource;
+  /** Keep-alive connections to the server, at most. */
   readonly connections: number;
+  /** Per-attempt timeout, in milliseconds. */
   readonly uploadTimeoutMs: number;
+  /** Timeout of the TCP + TLS connect, in milliseconds. */
   readonly connectTimeoutMs: number;
+  /** How long an idle keep-alive socket is kept, in milliseconds. */
   readonly keepAliveTimeoutMs: number;
+  /** CA certificates (PEM) to trust instead of the default bundle, or `undefined` for the default. */
   readonly ca: string | Buffer | readonly (string | Buffer)[] | undefined;
+  /** `User-Agent` header. */
   readonly userAgent: string;
+  /** The custom undici dispatcher, or `undefined` when the uploader opens its own pool. */
   readonly dispatcher: Dispatcher | undefined;
 }
 

@@ -29,11 +29,17 @@ export interface RetryPolicyOptions {
 
 /** Defaults of {@link RetryPolicyOptions}. */
 export const retryPolicyDefaults = Object.freeze({
+  /** 5 s. */
   retryDelayMs: 5_000,
+  /** Doubles the ceiling per retry. */
   backoffFactor: 2,
+  /** 5 min. */
   maxRetryDelayMs: 300_000,
+  /** 10 min. */
   maxRetryAfterMs: 600_000,
+  /** Full jitter. */
   jitter: 'full',
+  /** `Math.random`. */
   random: Math.random,
 } as const satisfies Required<RetryPolicyOptions>);
 
