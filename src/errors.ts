@@ -125,7 +125,7 @@ export class UploadError extends OutpostError {
   }
 }
 
-/** The server answered with a status other than 200/201. */
+/** The server answered with a status outside 2xx. */
 export class UploadHttpError extends UploadError {
   /** HTTP status the server answered with. */
   declare readonly status: number;

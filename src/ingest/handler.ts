@@ -13,9 +13,9 @@ import { decodeBody } from './decode.js';
 import { resolveIngestOptions, type IngestHandlerOptions, type IngestedReport, type ResolvedIngestOptions } from './options.js';
 import { bearerToken, parseUploadHeaders, type UploadHeaders } from './request.js';
 import { SqliteIngestStore } from './sqlite-store.js';
-import type { IngestStore, PutChunkOutcome, StoredReport } from './store.js';
+import type { IngestStore, PendingDelivery, PruneResult, PutChunkOutcome, StoredReport } from './store.js';
 
-/** A request the handler refused (also the audit trail's `auth_failed` / `validation_error` / `rate_limited`). */
+/** A request the handler refused: 401s, validation failures, overload, and so on. */
 export interface RejectedEvent {
   /** HTTP status the request was answered with. */
   readonly status: number;
@@ -102,8 +102,14 @@ export interface IngestHandler {
   off<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): IngestHandler;
   /** Counters since creation. */
   stats(): IngestStats;
-  /** Offers every complete, undelivered report to `onReport` again. Resolves with how many were delivered. */
+  /** Offers every complete, undelivered report to `onReport` again, oldest first. Resolves with how many were delivered. */
   redeliverPending(): Promise<number>;
+  /**
+   * Deletes incomplete reports older than `incompleteReportTtlMs` and delivered
+   * ones older than `deliveredReportTtlMs`. Runs hourly by itself (on an
+   * unref'd timer); call it to run it now.
+   */
+  prune(): Promise<PruneResult>;
   /** Waits for in-flight requests and deliveries, then closes the store if the handler opened it. Idempotent. */
   close(): Promise<void>;
   /** Same as `close()`. */
@@ -113,6 +119,10 @@ export interface IngestHandler {
 }
 
 const REPORT_PATH = /^\/v1\/reports\/([^/]+)$/;
+/** How often abandoned and long-delivered reports are pruned. */
+const PRUNE_INTERVAL_MS = 3_600_000;
+/** Reports fetched per page when redelivering. */
+const REDELIVERY_PAGE = 500;
 
 class Ingest {
   readonly #o: ResolvedIngestOptions;
@@ -124,11 +134,24 @@ class Ingest {
   readonly #inFlight = new Set<Promise<void>>();
   #closing: Promise<void> | undefined;
   #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
+  readonly #pruneTimer: NodeJS.Timeout;
 
   constructor(options: IngestHandlerOptions) {
     this.#o = resolveIngestOptions(options);
     this.#ownsStore = typeof this.#o.store === 'string';
     this.store = typeof this.#o.store === 'string' ? new SqliteIngestStore(this.#o.store) : this.#o.store;
+    this.#pruneTimer = setInterval(() => {
+      this.prune().catch((err: unknown) => this.reportError(err));
+    }, PRUNE_INTERVAL_MS).unref();
+  }
+
+  /** Emits an event; a listener that throws is reported, never allowed to break a response or crash the process. */
+  #emit<K extends keyof IngestEvents>(event: K, ...args: IngestEvents[K]): void {
+    try {
+      (this.events.emit as (name: string, ...values: unknown[]) => boolean).call(this.events, event, ...args);
+    } catch (err) {
+      process.emitWarning(new OutpostError('OUTPOST_LISTENER_FAILED', `A listener of the ingest '${event}' event threw`, { cause: err }));
+    }
   }
 
   stats(): IngestStats {
@@ -235,7 +258,7 @@ class Ingest {
         if (duplicate) this.#counts.duplicates++;
         else this.#counts.stored++;
         send(res, duplicate ? 200 : 201, report === undefined ? { reportId: h.reportId } : { ...statusBody(h.reportId, report), index: h.index });
-        this.events.emit('stored', { tenantId, reportId: h.reportId, index: h.index, total: h.total, rawBytes, duplicate });
+        this.#emit('stored', { tenantId, reportId: h.reportId, index: h.index, total: h.total, rawBytes, duplicate });
         return;
       }
       case 'conflict':
@@ -272,7 +295,7 @@ class Ingest {
   }
 
   #emitError(err: OutpostError): void {
-    if (this.events.listenerCount('error') > 0) this.events.emit('error', err);
+    if (this.events.listenerCount('error') > 0) this.#emit('error', err);
     else process.emitWarning(err);
   }
 
@@ -282,7 +305,7 @@ class Ingest {
     if (!req.complete) res.setHeader('connection', 'close');
     if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
     send(res, err.status, { error: { code: err.code, message: err.message } });
-    this.events.emit('rejected', {
+    this.#emit('rejected', {
       status: err.status,
       code: err.code,
       message: err.message,
@@ -307,19 +330,16 @@ class Ingest {
     try {
       const report = await this.store.getReport(tenantId, reportId);
       if (report === undefined || !report.complete || report.delivered) return false;
-      let assembled: IngestedReport | undefined;
-      if (this.#o.onReport !== undefined) {
-        const parts: IngestedReport[] = [];
-        for (const chunk of await this.store.readChunks(tenantId, reportId)) {
-          const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
-          parts.push(parsePayload(raw));
-        }
-        assembled = report.kind === 'whole' ? (parts[0] ?? {}) : assembleReport(parts);
-        await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
+      const parts: IngestedReport[] = [];
+      for (const chunk of await this.store.readChunks(tenantId, reportId)) {
+        const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
+        parts.push(parsePayload(raw));
       }
+      const assembled = report.kind === 'whole' ? (parts[0] ?? {}) : assembleReport(parts);
+      await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
       await this.store.markDelivered(tenantId, reportId, { dropBodies: this.#o.dropChunksOnDelivery });
       this.#counts.delivered++;
-      this.events.emit('delivered', { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
+      this.#emit('delivered', { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
       return true;
     } catch (err) {
       this.#counts.deliveryFailures++;
@@ -329,18 +349,30 @@ class Ingest {
   }
 
   async redeliverPending(): Promise<number> {
-    if (this.#closing !== undefined) return 0;
     let delivered = 0;
-    const pending = await this.store.listPendingDeliveries(10_000);
-    for (const { tenantId, reportId } of pending) {
-      if (this.#closing !== undefined) break;
-      if (await this.#deliver(tenantId, reportId)) delivered++;
+    let after: PendingDelivery | undefined;
+    // Keyset paging: a report that fails again is passed over, never fetched twice in one call.
+    while (this.#closing === undefined) {
+      const page = await this.store.listPendingDeliveries(REDELIVERY_PAGE, after);
+      for (const pending of page) {
+        if (this.#closing !== undefined) break;
+        if (await this.#deliver(pending.tenantId, pending.reportId)) delivered++;
+      }
+      if (page.length < REDELIVERY_PAGE) break;
+      after = page[page.length - 1];
     }
     return delivered;
   }
 
+  async prune(): Promise<PruneResult> {
+    if (this.#closing !== undefined) return { incompleteReports: 0, deliveredReports: 0 };
+    const now = Date.now();
+    return this.store.prune({ incompleteBefore: now - this.#o.incompleteReportTtlMs, deliveredBefore: now - this.#o.deliveredReportTtlMs });
+  }
+
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      clearInterval(this.#pruneTimer);
       await Promise.allSettled([...this.#inFlight]);
       await Promise.allSettled([...this.#delivering.values()]);
       if (this.#ownsStore) await this.store.close();
@@ -406,6 +438,7 @@ export function createIngestHandler(options: IngestHandlerOptions): IngestHandle
     off: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (ingest.events.off(event, listener as never), handler) },
     stats: { value: () => ingest.stats() },
     redeliverPending: { value: () => ingest.redeliverPending() },
+    prune: { value: () => ingest.prune() },
     close: { value: () => ingest.close() },
     [Symbol.asyncDispose]: { value: () => ingest.close() },
   });

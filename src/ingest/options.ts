@@ -33,11 +33,14 @@ export interface IngestHandlerOptions {
   /** Token → tenant. Every row is keyed by the tenant it returns. */
   readonly authenticate: Authenticate;
   /**
-   * Called once per completed report, after the last chunk is stored. If it
+   * Receives each completed report, after its last chunk is stored. If it
    * throws or rejects, the report stays pending and is offered again by
-   * `redeliverPending()` (run at creation and on demand).
+   * `redeliverPending()` (run at creation and on demand). Called once per
+   * report in normal operation; after a crash (or a store failure) between
+   * `onReport` resolving and the report being marked delivered, it is called
+   * again: make it idempotent on `(tenantId, reportId)`.
    */
-  readonly onReport?: (report: IngestedReport, info: ReportInfo) => void | Promise<void>;
+  readonly onReport: (report: IngestedReport, info: ReportInfo) => void | Promise<void>;
   /** Storage: an {@link IngestStore}, or a SQLite file path (`':memory:'` for tests). */
   readonly store: IngestStore | string;
   /** Largest request body on the wire, in bytes. @default 10485760 (10 MiB) */
@@ -50,14 +53,31 @@ export interface IngestHandlerOptions {
   readonly maxReportSizeBytes?: number;
   /** Most chunks per report (the protocol allows 10 000; a server may allow fewer). @default 10000 */
   readonly maxChunksPerReport?: number;
-  /** Time allowed to receive a request body; slower clients get 408. @default 60000 (60 s) */
+  /** Time allowed to receive a request body, in milliseconds; slower clients get 408. @default 60000 (60 s) */
   readonly bodyTimeoutMs?: number;
-  /** Requests processed at once; more get 503 with `Retry-After`. Bounds memory to about this × `maxCompressedSizeBytes`. @default 64 */
+  /**
+   * Requests processed at once; more get 503 with `Retry-After`. Each holds
+   * at most `maxCompressedSizeBytes` of body plus `maxDecompressedSizeBytes`
+   * decompressed, so this bounds request memory (deliveries, which reassemble
+   * up to `maxReportSizeBytes`, come on top). @default 64
+   */
   readonly maxConcurrentRequests?: number;
   /** `Retry-After` sent with 409 and 503, in seconds. @default 1 */
   readonly retryAfterSeconds?: number;
   /** Free chunk bodies once `onReport` has succeeded (digests are kept, so repeats still dedupe). @default true */
   readonly dropChunksOnDelivery?: boolean;
+  /**
+   * Incomplete reports whose first chunk is older than this, in milliseconds,
+   * are deleted by `prune()` (run hourly): an agent that never sends the rest
+   * cannot fill the disk. Set it above the agents' own retention. @default 604800000 (7 days)
+   */
+  readonly incompleteReportTtlMs?: number;
+  /**
+   * Delivered reports older than this, in milliseconds, are forgotten by
+   * `prune()`: after it, a repeat of one of their chunks is stored and
+   * delivered anew instead of being answered as a duplicate. @default 2592000000 (30 days)
+   */
+  readonly deliveredReportTtlMs?: number;
 }
 
 /** Defaults of {@link IngestHandlerOptions}. */
@@ -80,10 +100,14 @@ export const ingestDefaults = Object.freeze({
   retryAfterSeconds: 1,
   /** Chunk bodies are freed after delivery. */
   dropChunksOnDelivery: true,
+  /** 7 days. */
+  incompleteReportTtlMs: 7 * 24 * 3_600_000,
+  /** 30 days. */
+  deliveredReportTtlMs: 30 * 24 * 3_600_000,
 } as const);
 
 /** {@link IngestHandlerOptions} after defaults and validation (the store still unopened when given as a path). */
-export type ResolvedIngestOptions = Required<Omit<IngestHandlerOptions, 'onReport'>> & Pick<IngestHandlerOptions, 'onReport'>;
+export type ResolvedIngestOptions = Required<IngestHandlerOptions>;
 
 const KEYS = ['authenticate', 'onReport', 'store', ...Object.keys(ingestDefaults)];
 
@@ -92,7 +116,7 @@ export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIng
   if (typeof options !== 'object' || options === null) v.fail('options', 'an object', options);
   v.knownKeys('createIngestHandler', options, KEYS);
   v.fn('authenticate', options.authenticate);
-  if (options.onReport !== undefined) v.fn('onReport', options.onReport);
+  v.fn('onReport', options.onReport);
   const store = options.store;
   if (typeof store !== 'string' && (typeof store !== 'object' || store === null || typeof store.putChunk !== 'function')) {
     v.fail('store', 'an IngestStore or a SQLite file path', store);
@@ -108,6 +132,8 @@ export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIng
   v.integer('maxConcurrentRequests', o.maxConcurrentRequests, 1);
   v.integer('retryAfterSeconds', o.retryAfterSeconds, 0);
   v.boolean('dropChunksOnDelivery', o.dropChunksOnDelivery);
+  v.integer('incompleteReportTtlMs', o.incompleteReportTtlMs, 1);
+  v.integer('deliveredReportTtlMs', o.deliveredReportTtlMs, 1);
   if (o.maxReportSizeBytes < o.maxDecompressedSizeBytes) {
     v.fail('maxReportSizeBytes', `>= \`maxDecompressedSizeBytes\` (${o.maxDecompressedSizeBytes})`, o.maxReportSizeBytes);
   }

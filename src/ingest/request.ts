@@ -62,7 +62,8 @@ export function parseUploadHeaders(headers: IncomingHttpHeaders, whole: boolean,
   if (sha256 === undefined) throw new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Repr-Digest must carry sha-256=:<base64>:');
   const sha256Hex = sha256.toString('hex');
   const key = single(headers, HEADER.idempotencyKey);
-  if (key === undefined || key.length > 600) throw new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Idempotency-Key is missing');
+  if (key === undefined) throw new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Idempotency-Key is missing');
+  if (key.length > 600) throw new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Idempotency-Key is longer than 600 characters');
   const expected = idempotencyKey(reportId, whole ? undefined : index, sha256Hex);
   const given = unquote(key);
   if (given !== expected) {

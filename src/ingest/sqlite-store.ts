@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { StoreError } from '../errors.js';
 import { ensurePrivateFile } from '../internal/private-fs.js';
 import type { BodyEncoding } from '../transport/index.js';
-import type { IngestStore, PendingDelivery, PutChunkInput, PutChunkResult, ReportKind, StoredChunkBody, StoredReport } from './store.js';
+import type { IngestStore, PendingDelivery, PruneCutoffs, PruneResult, PutChunkInput, PutChunkResult, ReportKind, StoredChunkBody, StoredReport } from './store.js';
 
 /** Current schema version (`PRAGMA user_version`). */
 export const INGEST_SCHEMA_VERSION = 1;
@@ -37,7 +37,9 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (tenant_id, report_id, idx),
      FOREIGN KEY (tenant_id, report_id) REFERENCES reports (tenant_id, report_id) ON DELETE CASCADE
    );
-   CREATE INDEX reports_pending_delivery ON reports (completed_at) WHERE completed_at IS NOT NULL AND delivered_at IS NULL;`,
+   CREATE INDEX reports_pending_delivery ON reports (completed_at, tenant_id, report_id) WHERE completed_at IS NOT NULL AND delivered_at IS NULL;
+   CREATE INDEX reports_incomplete ON reports (created_at) WHERE completed_at IS NULL;
+   CREATE INDEX reports_delivered ON reports (delivered_at) WHERE delivered_at IS NOT NULL;`,
 ];
 
 interface ReportRow {
@@ -111,9 +113,13 @@ export class SqliteIngestStore implements IngestStore {
       ),
       delivered: db.prepare('UPDATE reports SET delivered_at = ? WHERE tenant_id = ? AND report_id = ?'),
       dropBodies: db.prepare('UPDATE chunks SET body = NULL WHERE tenant_id = ? AND report_id = ?'),
-      pending: db.prepare<[number], { tenant_id: string; report_id: string }>(
-        'SELECT tenant_id, report_id FROM reports WHERE completed_at IS NOT NULL AND delivered_at IS NULL ORDER BY completed_at LIMIT ?',
+      pending: db.prepare<[number, string, string, number], { tenant_id: string; report_id: string; completed_at: number }>(
+        `SELECT tenant_id, report_id, completed_at FROM reports
+         WHERE completed_at IS NOT NULL AND delivered_at IS NULL AND (completed_at, tenant_id, report_id) > (?, ?, ?)
+         ORDER BY completed_at, tenant_id, report_id LIMIT ?`,
       ),
+      pruneIncomplete: db.prepare('DELETE FROM reports WHERE completed_at IS NULL AND created_at < ?'),
+      pruneDelivered: db.prepare('DELETE FROM reports WHERE delivered_at IS NOT NULL AND delivered_at < ?'),
     };
     const s = this.#stmt;
     this.#put = db
@@ -166,8 +172,20 @@ export class SqliteIngestStore implements IngestStore {
   }
 
   /** {@inheritDoc IngestStore.listPendingDeliveries} */
-  async listPendingDeliveries(limit: number): Promise<PendingDelivery[]> {
-    return this.#stmt.pending.all(limit).map((r) => ({ tenantId: r.tenant_id, reportId: r.report_id }));
+  async listPendingDeliveries(limit: number, after?: PendingDelivery): Promise<PendingDelivery[]> {
+    return this.#stmt.pending
+      .all(after?.completedAt ?? -1, after?.tenantId ?? '', after?.reportId ?? '', limit)
+      .map((r) => ({ tenantId: r.tenant_id, reportId: r.report_id, completedAt: r.completed_at }));
+  }
+
+  /** {@inheritDoc IngestStore.prune} */
+  async prune(cutoffs: PruneCutoffs): Promise<PruneResult> {
+    const result = this.#db.transaction(() => ({
+      incompleteReports: this.#stmt.pruneIncomplete.run(cutoffs.incompleteBefore).changes,
+      deliveredReports: this.#stmt.pruneDelivered.run(cutoffs.deliveredBefore).changes,
+    }))();
+    if (result.incompleteReports + result.deliveredReports > 0) this.#db.pragma('incremental_vacuum');
+    return result;
   }
 
   /** {@inheritDoc IngestStore.close} */

@@ -83,6 +83,24 @@ export interface PendingDelivery {
   readonly tenantId: string;
   /** The report awaiting delivery. */
   readonly reportId: string;
+  /** When its last chunk arrived, in milliseconds since the epoch. */
+  readonly completedAt: number;
+}
+
+/** Cut-offs for {@link IngestStore.prune}, in milliseconds since the epoch. */
+export interface PruneCutoffs {
+  /** Delete incomplete reports created before this. */
+  readonly incompleteBefore: number;
+  /** Delete delivered reports delivered before this. */
+  readonly deliveredBefore: number;
+}
+
+/** What {@link IngestStore.prune} deleted. */
+export interface PruneResult {
+  /** Incomplete reports deleted, with their chunks. */
+  readonly incompleteReports: number;
+  /** Delivered reports deleted, with their chunk digests. */
+  readonly deliveredReports: number;
 }
 
 /** Storage behind the ingest handler. */
@@ -95,8 +113,14 @@ export interface IngestStore {
   readChunks(tenantId: string, reportId: string): Promise<StoredChunkBody[]>;
   /** Records a successful delivery; with `dropBodies`, frees the chunk bodies (keeping their digests for dedupe). */
   markDelivered(tenantId: string, reportId: string, options: { readonly dropBodies: boolean }): Promise<void>;
-  /** Complete reports not yet delivered, oldest first. */
-  listPendingDeliveries(limit: number): Promise<PendingDelivery[]>;
+  /**
+   * Complete reports not yet delivered, oldest first, at most `limit`; with
+   * `after`, only those that sort after it (keyset paging by completion time,
+   * tenant, report).
+   */
+  listPendingDeliveries(limit: number, after?: PendingDelivery): Promise<PendingDelivery[]>;
+  /** Deletes abandoned incomplete reports and long-delivered ones (complete-but-undelivered reports are never pruned). */
+  prune(cutoffs: PruneCutoffs): Promise<PruneResult>;
   /** Releases the database. Idempotent. */
   close(): Promise<void>;
 }

@@ -3,6 +3,7 @@
  */
 import type { Dispatcher } from 'undici';
 import * as v from '../internal/validate.js';
+import { VERSION } from '../internal/version.js';
 
 /** A bearer token, or a function returning the current one (called per request, so tokens can rotate). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -21,7 +22,7 @@ export interface HttpUploaderOptions {
   readonly connectTimeoutMs?: number;
   /** How long an idle keep-alive socket is kept. @default 4000 (4 s) */
   readonly keepAliveTimeoutMs?: number;
-  /** Extra CA certificates (PEM) to trust, for a server with a private CA. Replaces the default bundle, as in `node:tls`. */
+  /** CA certificates (PEM) to trust instead of Node's default bundle, for a server with a private CA (as `ca` in `node:tls`). */
   readonly ca?: string | Buffer | readonly (string | Buffer)[];
   /** `User-Agent` header. @default `outpost-sdk/<version>` */
   readonly userAgent?: string;
@@ -39,8 +40,8 @@ export const httpUploaderDefaults = Object.freeze({
   connectTimeoutMs: 10_000,
   /** 4 s. */
   keepAliveTimeoutMs: 4_000,
-  /** `outpost-sdk/0.1.0`. */
-  userAgent: 'outpost-sdk/0.1.0',
+  /** `outpost-sdk/<version of this package>`. */
+  userAgent: `outpost-sdk/${VERSION}`,
 } as const);
 
 /** {@link HttpUploaderOptions} after defaults and validation. */
@@ -81,6 +82,7 @@ export function resolveHttpUploaderOptions(options: HttpUploaderOptions): Resolv
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') v.fail('url', 'an http: or https: URL', options.url);
   if (url.username !== '' || url.password !== '') v.fail('url', 'a URL without credentials (use `token`)', url.origin);
+  if (url.search !== '' || url.hash !== '') v.fail('url', 'a base URL without a query or fragment', String(options.url));
   if (typeof options.token !== 'function') v.nonEmptyString('token', options.token);
   const ca = options.ca;
   if (ca !== undefined) {

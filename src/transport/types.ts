@@ -73,8 +73,8 @@ export interface UploadCallOptions {
  * other than HTTP (tests, a message bus).
  */
 export interface Uploader {
-  /** Uploads one chunk (`POST /v1/chunks`). Resolves on 200 or 201. */
+  /** Uploads one chunk (`POST /v1/chunks`). Resolves on any 2xx (201 stored, 200 duplicate). */
   uploadChunk(chunk: ChunkUpload, options?: UploadCallOptions): Promise<UploadResult>;
-  /** Uploads a whole report (`POST /v1/reports`). Resolves on 200 or 201. */
+  /** Uploads a whole report (`POST /v1/reports`). Resolves on any 2xx (201 stored, 200 duplicate). */
   uploadReport(report: ReportUpload, options?: UploadCallOptions): Promise<UploadResult>;
 }

@@ -119,7 +119,7 @@ describe('HttpUploader ↔ ingest handler', () => {
     try {
       const dbPath = join(tmp.dir, 'state', 'ingest.db');
       const chunks = await chunksOf('restart-1', 2);
-      const first = createIngestHandler({ store: dbPath, authenticate: staticTokenAuthenticator(TOKENS) });
+      const first = createIngestHandler({ store: dbPath, authenticate: staticTokenAuthenticator(TOKENS), onReport: () => undefined });
       const s1 = await startServer(first);
       await new HttpUploader({ url: s1.url, token: 'token-a' }).uploadChunk(chunks[0] as ChunkUpload);
       await s1.close();

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -55,11 +56,13 @@ describe('HttpUploader', () => {
 
   it('treats 200 as a duplicate success', async () => {
     server = await startServer((req, res) => void readAll(req).then(() => answer(res, 200, {})));
-    uploader = new HttpUploader({ url: server.url, token: () => 'rotating' });
+    uploader = new HttpUploader({ url: server.url, token: async () => 'rotating' });
     const body = await encodeBody({ a: 1 });
     await expect(uploader.uploadReport({ reportId: 'r', ...body })).resolves.toMatchObject({ status: 200, duplicate: true });
     expect(server.requests[0]?.headers['idempotency-key']).toBe(`r:${body.sha256}`);
     expect(server.requests[0]?.headers.authorization).toBe('Bearer rotating');
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(server.requests[0]?.headers['user-agent']).toBe(`outpost-sdk/${version}`);
   });
 
   it.each([408, 409, 429, 500, 502, 503, 504])('classifies status %i as retryable', async (status) => {
@@ -152,6 +155,7 @@ describe('HttpUploader', () => {
     expect(() => new HttpUploader({ url: 'http://x', token: '' })).toThrow('Expected `token` to be a non-empty string');
     expect(() => new HttpUploader({ url: 'http://x', token: 't', connections: 0 })).toThrow(/connections/);
     expect(() => new HttpUploader({ url: 'http://u:p@x', token: 't' })).toThrow(/credentials/);
+    expect(() => new HttpUploader({ url: 'http://x/base?tenant=a', token: 't' })).toThrow(/query/);
   });
 
   it('closes idempotently and refuses uploads afterwards', async () => {

@@ -137,7 +137,15 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Mon, 23 Nov 2026 09:00:00 GMT', now)).toBe(0);
   });
 
-  it('ignores malformed values', () => {
-    for (const bad of [undefined, '', '-1', '1.5', 'soon', '12abc', 'Mon, 99 Foo 2026 GMT']) expect(parseRetryAfter(bad)).toBeUndefined();
+  it('reads the obsolete RFC 850 and asctime date forms as UTC', () => {
+    const now = Date.parse('1994-11-06T08:49:00Z');
+    expect(parseRetryAfter('Sunday, 06-Nov-94 08:49:37 GMT', now)).toBe(37_000);
+    expect(parseRetryAfter('Sun Nov  6 08:49:37 1994', now)).toBe(37_000);
+  });
+
+  it('ignores malformed values, including a date without its time zone', () => {
+    for (const bad of [undefined, '', '-1', '1.5', 'soon', '12abc', 'Mon, 99 Foo 2026 00:00:00 GMT', 'Wed, 21 Oct 2026 07:28:00']) {
+      expect(parseRetryAfter(bad)).toBeUndefined();
+    }
   });
 });
