@@ -2,10 +2,10 @@
  * Safe decompression: every bomb check runs on the zstd frame headers before
  * a byte is decompressed, and the result is checked again afterwards.
  */
-import { decompress } from '@mongodb-js/zstd';
 import { IngestError } from '../errors.js';
 import { sha256 } from '../internal/repr-digest.js';
 import { scanZstdFrames } from '../internal/zstd-frame.js';
+import { zstdDecompress } from '../internal/zstd.js';
 import type { BodyEncoding } from '../transport/index.js';
 
 /** Largest output of one zstd block (RFC 8878 Block_Maximum_Size): the last block of a frame may round up to it. */
@@ -27,7 +27,8 @@ export interface DecodedBody {
  * Checks and decodes a body, then verifies its digest against `expectedSha256`.
  *
  * - zstd: every frame must declare its content size; the declared total must be
- *   within `maxDecompressedSizeBytes` and `maxCompressionRatio` × body length;
+ *   within `maxDecompressedSizeBytes` and `maxCompressionRatio` × the bytes of
+ *   the zstd frames (skippable frames do not count);
  *   only then is it decompressed, the block headers must not be able to produce more than
  *   `maxDecompressedSizeBytes` (plus one block per frame of rounding), so even
  *   a frame that lies about its size cannot grow past the limit; and the real
@@ -53,18 +54,21 @@ export async function decodeBody(body: Buffer, encoding: BodyEncoding, expectedS
     if (declared > limits.maxDecompressedSizeBytes) {
       throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Declared size ${declared} exceeds ${limits.maxDecompressedSizeBytes} bytes`);
     }
-    if (declared > limits.maxCompressionRatio * body.length) {
-      throw new IngestError('OUTPOST_INGEST_RATIO_EXCEEDED', `Compression ratio ${(declared / body.length).toFixed(1)} exceeds ${limits.maxCompressionRatio}`);
+    // The ratio counts zstd frames only: skippable padding must not dilute it.
+    let compressed = 0;
+    for (const frame of scan.frames) if (!frame.skippable) compressed += frame.compressedBytes;
+    if (declared > limits.maxCompressionRatio * compressed) {
+      throw new IngestError('OUTPOST_INGEST_RATIO_EXCEEDED', `Compression ratio ${(declared / compressed).toFixed(1)} exceeds ${limits.maxCompressionRatio}`);
     }
-    // The decoder cannot be trusted to stop at the declared size (a frame that under-declares is
-    // decompressed in full), so bound what the blocks themselves could produce, from their headers.
+    // The decoder cannot be trusted to stop at the declared size (a frame that under-declares may be
+    // decompressed past it), so bound what the blocks themselves could produce, from their headers.
     let expandable = 0;
     for (const frame of scan.frames) expandable += frame.maxBlockOutputBytes;
     if (expandable > limits.maxDecompressedSizeBytes + scan.frames.length * MAX_BLOCK_BYTES) {
       throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Blocks could expand to ${expandable} bytes, over ${limits.maxDecompressedSizeBytes}`);
     }
     try {
-      raw = declared === 0 ? Buffer.alloc(0) : await decompress(body);
+      raw = declared === 0 ? Buffer.alloc(0) : await zstdDecompress(body);
     } catch (err) {
       throw new IngestError('OUTPOST_INGEST_CORRUPT_BODY', 'zstd body could not be decompressed', { cause: err });
     }

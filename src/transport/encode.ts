@@ -1,11 +1,11 @@
 /**
  * Serialises and compresses a body once, so it can be stored and re-sent as is.
  */
-import { compress } from '@mongodb-js/zstd';
 import { InvalidArgumentError } from '../errors.js';
 import { sha256 } from '../internal/repr-digest.js';
 import * as v from '../internal/validate.js';
 import { declareContentSize } from '../internal/zstd-frame.js';
+import { zstdCompress } from '../internal/zstd.js';
 import type { BodyEncoding, EncodedBody } from './types.js';
 
 /** Options of {@link encodeBody}. */
@@ -47,6 +47,6 @@ export async function encodeBody(value: unknown, options: EncodeOptions = {}): P
   }
   const digest = sha256(raw).toString('hex');
   if (encoding === 'identity') return { body: raw, encoding, sha256: digest, rawBytes: raw.length };
-  const frame = declareContentSize(await compress(raw, level), raw.length);
+  const frame = declareContentSize(await zstdCompress(raw, level), raw.length);
   return { body: frame, encoding, sha256: digest, rawBytes: raw.length };
 }

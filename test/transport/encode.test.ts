@@ -19,6 +19,15 @@ describe('encodeBody', () => {
     expect((await decompress(Buffer.from(body.body))).equals(json)).toBe(true);
   });
 
+  it('compresses harder at a higher compressionLevel (the level reaches zstd)', async () => {
+    const value = { findings: Array.from({ length: 5000 }, (_, i) => ({ id: i, rule: `R${i % 37}`, path: `/src/${(i * 7919) % 1000}.ts`, line: (i * 31) % 997 })) };
+    const fast = await encodeBody(value, { compressionLevel: 1 });
+    const strong = await encodeBody(value, { compressionLevel: 19 });
+    expect(strong.body.length).toBeLessThan(fast.body.length * 0.95);
+    expect(strong.sha256).toBe(fast.sha256);
+    expect((await decompress(Buffer.from(strong.body))).length).toBe(strong.rawBytes);
+  });
+
   it('takes bytes as JSON already and can skip compression', async () => {
     const body = await encodeBody(Buffer.from('{"a":1}'), { encoding: 'identity' });
     expect(Buffer.from(body.body).toString()).toBe('{"a":1}');
