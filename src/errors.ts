@@ -67,6 +67,20 @@ export class IllegalStateError extends OutpostError {
   }
 }
 
+/**
+ * An event listener threw. The library catches it so that it cannot break a
+ * response or crash the process, and reports it with `process.emitWarning`.
+ */
+export class ListenerError extends OutpostError {
+  /**
+   * @param where - which emitter and event, e.g. `ingest 'stored'`
+   * @param cause - what the listener threw
+   */
+  constructor(where: string, cause: unknown) {
+    super('OUTPOST_LISTENER_FAILED', `A listener of the ${where} event threw`, { cause });
+  }
+}
+
 /** The codes a {@link StoreError} can carry. */
 export type StoreErrorCode = 'OUTPOST_STORE_SCHEMA_TOO_NEW' | 'OUTPOST_STORE_DATA_MISSING';
 

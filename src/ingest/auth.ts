@@ -3,7 +3,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { InvalidOptionError } from '../errors.js';
-import { isValidId } from '../internal/protocol.js';
+import { TOKEN68, isValidId } from '../internal/protocol.js';
 import type { Authenticate } from './options.js';
 
 /**
@@ -19,7 +19,7 @@ import type { Authenticate } from './options.js';
  */
 export function staticTokenAuthenticator(tokens: Readonly<Record<string, string>>): Authenticate {
   const table = Object.entries(tokens).map(([token, tenant]) => {
-    if (token.length === 0) throw new InvalidOptionError('Expected every token to be a non-empty string');
+    if (!TOKEN68.test(token)) throw new InvalidOptionError('Expected every token to be token68 characters ([A-Za-z0-9-._~+/] then optional =), as bearer tokens are sent');
     if (!isValidId(tenant)) throw new InvalidOptionError(`Expected tenant id to be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(tenant)}`);
     return { digest: createHash('sha256').update(token).digest(), tenant };
   });

@@ -4,9 +4,9 @@
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { decompress } from '@mongodb-js/zstd';
-import { IngestDeliveryError, IngestError, OutpostError, type IngestErrorCode } from '../errors.js';
+import { IngestDeliveryError, IngestError, ListenerError, OutpostError, type IngestErrorCode } from '../errors.js';
 import { PATH_CHUNKS, PATH_REPORTS, isValidId } from '../internal/protocol.js';
+import { zstdDecompress } from '../internal/zstd.js';
 import { assembleReport, parsePayload } from './assemble.js';
 import { readBody } from './body.js';
 import { decodeBody } from './decode.js';
@@ -67,7 +67,7 @@ export interface IngestEvents {
   stored: [event: StoredEvent];
   /** A request was refused with a 4xx or 5xx answer. */
   rejected: [event: RejectedEvent];
-  /** A complete report was passed to `onReport` (when set) and marked delivered in the store. */
+  /** A complete report was passed to `onReport`, which succeeded, and marked delivered in the store. */
   delivered: [event: DeliveredEvent];
   /** Failures the server operator must see: `onReport` threw, the store failed, `authenticate` threw. */
   error: [error: OutpostError];
@@ -83,7 +83,7 @@ export interface IngestStats {
   readonly duplicates: number;
   /** Requests refused with an error answer. */
   readonly rejected: number;
-  /** Reports marked delivered, after `onReport` succeeded (or at once when no `onReport` is set). */
+  /** Reports marked delivered, after `onReport` succeeded. */
   readonly delivered: number;
   /** Delivery attempts that failed because `onReport`, reassembly or the store threw. */
   readonly deliveryFailures: number;
@@ -150,7 +150,7 @@ class Ingest {
     try {
       (this.events.emit as (name: string, ...values: unknown[]) => boolean).call(this.events, event, ...args);
     } catch (err) {
-      process.emitWarning(new OutpostError('OUTPOST_LISTENER_FAILED', `A listener of the ingest '${event}' event threw`, { cause: err }));
+      process.emitWarning(new ListenerError(`ingest '${event}'`, err));
     }
   }
 
@@ -187,7 +187,7 @@ class Ingest {
       if (statusMatch !== null) await this.#status(tenantId, decodeURIComponentSafe(statusMatch[1] ?? ''), res);
       else await this.#upload(tenantId, parseUploadHeaders(req.headers, isReport, this.#o.maxChunksPerReport), req, res);
     } catch (err) {
-      this.#reject(req, res, tenantId, this.#asIngestError(err));
+      this.#reject(req, res, tenantId, this.#requestError(err));
     }
   }
 
@@ -280,18 +280,17 @@ class Ingest {
     }
   }
 
-  #asIngestError(err: unknown): IngestError {
-    if (err instanceof IngestError) {
-      if (err.code === 'OUTPOST_INGEST_UNAVAILABLE') this.#emitError(err);
-      return err;
-    }
-    const wrapped = new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Internal error', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
-    this.#emitError(wrapped);
-    return wrapped;
+  /** A request's failure as the error to answer with; server-side failures (503 UNAVAILABLE) are also emitted as `'error'`. */
+  #requestError(err: unknown): IngestError {
+    const error =
+      err instanceof IngestError ? err : new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Internal error', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+    if (error.code === 'OUTPOST_INGEST_UNAVAILABLE') this.#emitError(error);
+    return error;
   }
 
+  /** Reports a failure of background work (redelivery pass, pruning) as one `'error'` event. */
   reportError(err: unknown): void {
-    this.#emitError(this.#asIngestError(err));
+    this.#emitError(err instanceof OutpostError ? err : new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Background maintenance failed', { cause: err }));
   }
 
   #emitError(err: OutpostError): void {
@@ -335,7 +334,8 @@ class Ingest {
         const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
         parts.push(parsePayload(raw));
       }
-      const assembled = report.kind === 'whole' ? (parts[0] ?? {}) : assembleReport(parts);
+      // Whole reports go through the same assembly, so `onReport` always sees `findings` and `assets` arrays.
+      const assembled = assembleReport(parts);
       await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
       await this.store.markDelivered(tenantId, reportId, { dropBodies: this.#o.dropChunksOnDelivery });
       this.#counts.delivered++;
@@ -382,7 +382,7 @@ class Ingest {
 }
 
 function decompressStored(body: Uint8Array): Promise<Buffer> {
-  return decompress(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  return zstdDecompress(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
 }
 
 function pathOf(req: IncomingMessage): string {

@@ -27,4 +27,4 @@ export type {
   StoredChunkBody,
   StoredReport,
 } from './store.js';
-export { IngestDeliveryError, IngestError, ingestErrorStatus, type IngestErrorCode } from '../errors.js';
+export { IngestDeliveryError, IngestError, ListenerError, ingestErrorStatus, type IngestErrorCode } from '../errors.js';

@@ -110,6 +110,7 @@ export const ingestDefaults = Object.freeze({
 export type ResolvedIngestOptions = Required<IngestHandlerOptions>;
 
 const KEYS = ['authenticate', 'onReport', 'store', ...Object.keys(ingestDefaults)];
+const STORE_METHODS = ['getReport', 'putChunk', 'readChunks', 'markDelivered', 'listPendingDeliveries', 'prune', 'close'] as const;
 
 /** Merges defaults and validates. @throws {@link InvalidOptionError} */
 export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIngestOptions {
@@ -118,8 +119,11 @@ export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIng
   v.fn('authenticate', options.authenticate);
   v.fn('onReport', options.onReport);
   const store = options.store;
-  if (typeof store !== 'string' && (typeof store !== 'object' || store === null || typeof store.putChunk !== 'function')) {
-    v.fail('store', 'an IngestStore or a SQLite file path', store);
+  if (typeof store !== 'string') {
+    const missing = STORE_METHODS.filter((m) => typeof (store as unknown as Record<string, unknown> | null)?.[m] !== 'function');
+    if (typeof store !== 'object' || store === null || missing.length > 0) {
+      v.fail('store', `an IngestStore (with ${STORE_METHODS.join(', ')}) or a SQLite file path`, store, missing.length > 0 && missing.length < STORE_METHODS.length ? `Missing: ${missing.join(', ')}` : '');
+    }
   }
   if (typeof store === 'string') v.nonEmptyString('store', store);
   const o = { ...ingestDefaults, ...Object.fromEntries(Object.entries(options).filter(([, x]) => x !== undefined)) } as ResolvedIngestOptions;

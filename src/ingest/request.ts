@@ -21,7 +21,7 @@ export interface UploadHeaders {
   readonly contentLength: number | undefined;
 }
 
-const TOKEN = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+const TOKEN = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i; // the token part is TOKEN68
 
 /** The bearer token of `Authorization`, or `undefined` when absent or malformed. */
 export function bearerToken(headers: IncomingHttpHeaders): string | undefined {

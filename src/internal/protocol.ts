@@ -25,6 +25,9 @@ export const HEADER = Object.freeze({
   retryAfter: 'retry-after',
 } as const);
 
+/** Bearer tokens (RFC 6750 b64token / token68). */
+export const TOKEN68 = /^[A-Za-z0-9\-._~+/]+=*$/;
+
 /** Whether `id` is a valid report or tenant id. */
 export function isValidId(id: unknown): id is string {
   return typeof id === 'string' && ID_PATTERN.test(id);

@@ -20,7 +20,7 @@ export function fail(name: string, expected: string, value: unknown, hint = ''):
 
 /** A finite number >= `min` (and <= `max`). */
 export function number(name: string, value: unknown, min: number, max = Number.POSITIVE_INFINITY): number {
-  if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
     const range = max === Number.POSITIVE_INFINITY ? `a number >= ${min}` : `a number from ${min} to ${max}`;
     fail(name, range, value);
   }

@@ -48,6 +48,18 @@ export function errorCode(err: unknown): string | undefined {
 }
 
 /**
+ * Classifies an error that is not an {@link UploadError}: one carrying a
+ * code from {@link RETRYABLE_NETWORK_CODES} (on itself or along its `cause`
+ * chain) becomes a retryable {@link UploadNetworkError}; anything else
+ * (a programming error, an invalid argument) is not an upload failure and
+ * gives `undefined`.
+ */
+export function asRetryableNetworkError(err: unknown): UploadNetworkError | undefined {
+  const upload = toUploadError(err);
+  return upload instanceof UploadNetworkError && upload.retryable ? upload : undefined;
+}
+
+/**
  * Turns anything a request threw into an {@link UploadError}: upload errors
  * pass through; other errors become {@link UploadNetworkError} whose
  * `retryable` follows {@link RETRYABLE_NETWORK_CODES}.

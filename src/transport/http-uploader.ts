@@ -4,7 +4,7 @@
 import { Pool, type Dispatcher } from 'undici';
 import { IllegalStateError, InvalidArgumentError, UploadError, UploadHttpError, UploadTimeoutError } from '../errors.js';
 import { linkedTimeout } from '../internal/abort.js';
-import { HEADER, MAX_CHUNKS_PER_REPORT, PATH_CHUNKS, PATH_REPORTS, idempotencyKey, isValidId } from '../internal/protocol.js';
+import { HEADER, MAX_CHUNKS_PER_REPORT, PATH_CHUNKS, PATH_REPORTS, TOKEN68, idempotencyKey, isValidId } from '../internal/protocol.js';
 import { formatReprDigest } from '../internal/repr-digest.js';
 import { isRetryableStatus, toUploadError } from './classify.js';
 import { resolveHttpUploaderOptions, type HttpUploaderOptions, type ResolvedHttpUploaderOptions } from './options.js';
@@ -129,7 +129,7 @@ export class HttpUploader implements Uploader {
         complete: j['complete'] === true,
       };
     } catch (err) {
-      if (err instanceof UploadHttpError && err.status === 404) return undefined;
+      if (err instanceof UploadHttpError && err.status === 404 && err.serverCode === 'OUTPOST_INGEST_NOT_FOUND') return undefined;
       throw err;
     }
   }
@@ -159,9 +159,11 @@ export class HttpUploader implements Uploader {
     signal?.throwIfAborted();
     const dispatcher = this.start().#dispatcher as Dispatcher;
     const o = this.options;
+    // A token function's own failure is not an upload failure: it propagates unchanged.
+    const token = typeof o.token === 'function' ? await o.token() : o.token;
+    if (!TOKEN68.test(token)) throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
     const timeout = linkedTimeout(signal, o.uploadTimeoutMs, () => new UploadTimeoutError(o.uploadTimeoutMs));
     try {
-      const token = typeof o.token === 'function' ? await o.token() : o.token;
       const res = await dispatcher.request({
         origin: o.origin,
         path: o.pathPrefix + path,

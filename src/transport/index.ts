@@ -16,7 +16,7 @@ export {
   type RetryPolicyOptions,
 } from './retry-policy.js';
 export { parseRetryAfter } from './retry-after.js';
-export { RETRYABLE_NETWORK_CODES, RETRYABLE_STATUSES, isRetryableStatus, toUploadError } from './classify.js';
+export { RETRYABLE_NETWORK_CODES, RETRYABLE_STATUSES, asRetryableNetworkError, isRetryableStatus, toUploadError } from './classify.js';
 export type {
   BodyEncoding,
   ChunkUpload,

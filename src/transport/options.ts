@@ -4,6 +4,7 @@
 import type { Dispatcher } from 'undici';
 import * as v from '../internal/validate.js';
 import { VERSION } from '../internal/version.js';
+import { TOKEN68 } from '../internal/protocol.js';
 
 /** A bearer token, or a function returning the current one (called per request, so tokens can rotate). */
 export type TokenSource = string | (() => string | Promise<string>);
@@ -83,7 +84,9 @@ export function resolveHttpUploaderOptions(options: HttpUploaderOptions): Resolv
   if (url.protocol !== 'http:' && url.protocol !== 'https:') v.fail('url', 'an http: or https: URL', options.url);
   if (url.username !== '' || url.password !== '') v.fail('url', 'a URL without credentials (use `token`)', url.origin);
   if (url.search !== '' || url.hash !== '') v.fail('url', 'a base URL without a query or fragment', String(options.url));
-  if (typeof options.token !== 'function') v.nonEmptyString('token', options.token);
+  if (typeof options.token !== 'function' && (typeof options.token !== 'string' || !TOKEN68.test(options.token))) {
+    v.fail('token', 'a bearer token of token68 characters ([A-Za-z0-9-._~+/] then optional =) or a function returning one', options.token);
+  }
   const ca = options.ca;
   if (ca !== undefined) {
     const list = Array.isArray(ca) ? ca : [ca];

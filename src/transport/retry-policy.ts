@@ -5,7 +5,7 @@
 import { UploadError } from '../errors.js';
 import { sleep } from '../internal/abort.js';
 import * as v from '../internal/validate.js';
-import { toUploadError } from './classify.js';
+import { asRetryableNetworkError } from './classify.js';
 
 /** Options of {@link RetryPolicy}. */
 export interface RetryPolicyOptions {
@@ -98,9 +98,13 @@ export class RetryPolicy {
     this.options = resolveRetryPolicyOptions(options);
   }
 
-  /** Whether `error` is worth retrying: only {@link UploadError}s marked `retryable`, after classification. */
+  /**
+   * Whether `error` is worth retrying: an {@link UploadError} marked
+   * `retryable`, or a raw error carrying a transient network code
+   * ({@link RETRYABLE_NETWORK_CODES}). Anything else is not.
+   */
   isRetryable(error: unknown): boolean {
-    return toUploadError(error).retryable;
+    return error instanceof UploadError ? error.retryable : asRetryableNetworkError(error) !== undefined;
   }
 
   /**
@@ -130,7 +134,7 @@ export class RetryPolicy {
    * retries are used; waits {@link RetryPolicy.delayMs} between attempts.
    *
    * @throws the last {@link UploadError} (permanent, or retryable with retries exhausted);
-   * `signal.reason` when aborted
+   * any other error `attempt` throws, unchanged and at once; `signal.reason` when aborted
    */
   async retry<T>(attempt: (signal: AbortSignal | undefined) => Promise<T>, options: RetryOptions = {}): Promise<T> {
     const maxRetries = v.integer('maxRetries', options.maxRetries ?? 3, 0);
@@ -140,7 +144,8 @@ export class RetryPolicy {
         return await attempt(options.signal);
       } catch (err) {
         if (options.signal?.aborted) throw options.signal.reason;
-        const error = toUploadError(err);
+        const error = err instanceof UploadError ? err : asRetryableNetworkError(err);
+        if (error === undefined) throw err;
         if (!error.retryable || retry >= maxRetries) throw error;
         const delay = this.delayMs(retry + 1, error);
         options.onRetry?.(error, retry + 1, delay);

@@ -28,7 +28,7 @@ async function chunksOf(reportId: string, n: number): Promise<ChunkUpload[]> {
 describe('HttpUploader ↔ ingest handler', () => {
   it('stores a whole report and hands it to onReport', async () => {
     fx = await startIngest();
-    const report = { metadata: { tool: 't' }, findings: [{ id: 1 }], assets: [] };
+    const report = { metadata: { tool: 't' }, findings: [{ id: 1 }], assets: [] as unknown[] };
     const result = await fx.client().uploadReport({ reportId: 'whole-1', ...(await encodeBody(report)) });
     expect(result).toMatchObject({ status: 201, duplicate: false, complete: true, totalChunks: 1, receivedChunks: 1 });
     await until(() => fx?.delivered.length === 1);
@@ -155,7 +155,7 @@ describe('HttpUploader ↔ ingest handler', () => {
       const delivered: unknown[] = [];
       const handler = createIngestHandler({ store: dbPath, authenticate: () => undefined, onReport: (r) => void delivered.push(r) });
       await until(() => delivered.length === 1);
-      expect(delivered[0]).toEqual({ findings: [{ id: 1 }] });
+      expect(delivered[0]).toEqual({ findings: [{ id: 1 }], assets: [] });
       await handler.close();
     } finally {
       tmp.cleanup();

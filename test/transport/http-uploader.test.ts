@@ -54,6 +54,26 @@ describe('HttpUploader', () => {
     expect(seen?.body.equals(Buffer.from(c.body))).toBe(true);
   });
 
+  it('lets a token function’s failure through unchanged and refuses a malformed token before sending', async () => {
+    server = await startServer((_req, res) => answer(res, 201, {}));
+    const boom = new Error('vault unreachable');
+    uploader = new HttpUploader({ url: server.url, token: () => { throw boom; } });
+    await expect(uploader.uploadChunk(await chunk())).rejects.toBe(boom);
+    const other = new HttpUploader({ url: server.url, token: () => 'bad token' });
+    await expect(other.uploadChunk(await chunk())).rejects.toBeInstanceOf(InvalidArgumentError);
+    await other.close();
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('tells an unknown report (404 from the ingest server) from a wrong URL (a bare 404)', async () => {
+    server = await startServer((req, res) =>
+      req.url === '/v1/reports/known-404' ? answer(res, 404, { error: { code: 'OUTPOST_INGEST_NOT_FOUND', message: 'Unknown report' } }) : answer(res, 404, 'not here'),
+    );
+    uploader = new HttpUploader({ url: server.url, token: 't' });
+    await expect(uploader.getReportStatus('known-404')).resolves.toBeUndefined();
+    await expect(uploader.getReportStatus('other')).rejects.toMatchObject({ status: 404, retryable: false });
+  });
+
   it('treats 200 as a duplicate success', async () => {
     server = await startServer((req, res) => void readAll(req).then(() => answer(res, 200, {})));
     uploader = new HttpUploader({ url: server.url, token: async () => 'rotating' });
@@ -152,7 +172,8 @@ describe('HttpUploader', () => {
 
   it('rejects invalid options', () => {
     expect(() => new HttpUploader({ url: 'ftp://x', token: 't' })).toThrow(InvalidOptionError);
-    expect(() => new HttpUploader({ url: 'http://x', token: '' })).toThrow('Expected `token` to be a non-empty string');
+    expect(() => new HttpUploader({ url: 'http://x', token: '' })).toThrow(/Expected `token` to be a bearer token/);
+    expect(() => new HttpUploader({ url: 'http://x', token: 'has:colon' })).toThrow(/token68/);
     expect(() => new HttpUploader({ url: 'http://x', token: 't', connections: 0 })).toThrow(/connections/);
     expect(() => new HttpUploader({ url: 'http://u:p@x', token: 't' })).toThrow(/credentials/);
     expect(() => new HttpUploader({ url: 'http://x/base?tenant=a', token: 't' })).toThrow(/query/);

@@ -97,6 +97,30 @@ describe('RetryPolicy', () => {
     expect(calls).toBe(3);
   });
 
+  it('retry() rethrows an error that is not an upload failure unchanged, without retrying', async () => {
+    let calls = 0;
+    const bug = new InvalidOptionError('bad');
+    await expect(
+      new RetryPolicy().retry(async () => {
+        calls++;
+        throw bug;
+      }),
+    ).rejects.toBe(bug);
+    expect(calls).toBe(1);
+  });
+
+  it('retry() retries a raw transient network error from a custom uploader', async () => {
+    vi.useFakeTimers();
+    let calls = 0;
+    const result = new RetryPolicy({ retryDelayMs: 10 }).retry(async () => {
+      if (++calls === 1) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      return 'ok';
+    });
+    await vi.runAllTimersAsync();
+    await expect(result).resolves.toBe('ok');
+    expect(calls).toBe(2);
+  });
+
   it('retry() does not retry a permanent failure', async () => {
     let calls = 0;
     await expect(
