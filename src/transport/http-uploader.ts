@@ -3,12 +3,12 @@
  */
 import { Pool, type Dispatcher } from 'undici';
 import { IllegalStateError, InvalidArgumentError, UploadError, UploadHttpError, UploadTimeoutError } from '../errors.js';
-import { linkedTimeout } from '../internal/abort.js';
 import { HEADER, MAX_CHUNKS_PER_REPORT, PATH_CHUNKS, PATH_REPORTS, TOKEN68, idempotencyKey, isValidId } from '../internal/protocol.js';
 import { formatReprDigest } from '../internal/repr-digest.js';
 import { isRetryableStatus, toUploadError } from './classify.js';
 import { resolveHttpUploaderOptions, type HttpUploaderOptions, type ResolvedHttpUploaderOptions } from './options.js';
 import { parseRetryAfter } from './retry-after.js';
+import { exchange, type Exchange } from './exchange.js';
 import type { ChunkUpload, EncodedBody, ReportStatus, ReportUpload, UploadCallOptions, UploadResult, Uploader } from './types.js';
 
 /** Lifecycle of an {@link HttpUploader}. */
@@ -162,34 +162,34 @@ export class HttpUploader implements Uploader {
     // A token function's own failure is not an upload failure: it propagates unchanged.
     const token = typeof o.token === 'function' ? await o.token() : o.token;
     if (!TOKEN68.test(token)) throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
-    const timeout = linkedTimeout(signal, o.uploadTimeoutMs, () => new UploadTimeoutError(o.uploadTimeoutMs));
+    let res: Exchange;
     try {
-      const res = await dispatcher.request({
-        origin: o.origin,
-        path: o.pathPrefix + path,
-        method,
-        headers: { ...headers, [HEADER.authorization]: `Bearer ${token}`, 'user-agent': o.userAgent, accept: 'application/json' },
-        ...(body === undefined ? {} : { body }),
-        signal: timeout.signal,
-      });
-      const json = await readJson(res.body);
-      if (res.statusCode >= 200 && res.statusCode < 300) return { status: res.statusCode, json };
-      const error = json?.['error'];
-      const serverCode = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-      const retryAfterMs = parseRetryAfter(res.headers[HEADER.retryAfter]);
-      throw new UploadHttpError(res.statusCode, {
-        retryable: isRetryableStatus(res.statusCode),
-        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-        ...(typeof serverCode === 'string' ? { serverCode: serverCode.slice(0, 100) } : {}),
-      });
+      res = await exchange(
+        dispatcher,
+        {
+          origin: o.origin,
+          path: o.pathPrefix + path,
+          method,
+          headers: { ...headers, [HEADER.authorization]: `Bearer ${token}`, 'user-agent': o.userAgent, accept: 'application/json' },
+          ...(body === undefined ? {} : { body }),
+        },
+        { timeoutMs: o.uploadTimeoutMs, timeoutError: () => new UploadTimeoutError(o.uploadTimeoutMs), signal, maxResponseBytes: MAX_RESPONSE_BYTES },
+      );
     } catch (err) {
       if (err instanceof UploadError) throw err;
-      if (timeout.timedOut()) throw new UploadTimeoutError(o.uploadTimeoutMs);
       if (signal?.aborted) throw signal.reason;
       throw toUploadError(err);
-    } finally {
-      timeout.dispose();
     }
+    const json = parseJson(res.body);
+    if (res.status >= 200 && res.status < 300) return { status: res.status, json };
+    const error = json?.['error'];
+    const serverCode = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+    const retryAfterMs = parseRetryAfter(res.headers[HEADER.retryAfter]);
+    throw new UploadHttpError(res.status, {
+      retryable: isRetryableStatus(res.status),
+      ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      ...(typeof serverCode === 'string' ? { serverCode: serverCode.slice(0, 100) } : {}),
+    });
   }
 }
 
@@ -226,21 +226,10 @@ function toResult(answer: Answer): UploadResult {
   };
 }
 
-async function readJson(body: Dispatcher.ResponseData['body']): Promise<Record<string, unknown> | undefined> {
-  const parts: Buffer[] = [];
-  let size = 0;
-  for await (const part of body) {
-    const buf = part as Buffer;
-    size += buf.length;
-    if (size > MAX_RESPONSE_BYTES) {
-      body.destroy();
-      return undefined;
-    }
-    parts.push(buf);
-  }
-  if (size === 0) return undefined;
+function parseJson(body: Buffer | undefined): Record<string, unknown> | undefined {
+  if (body === undefined || body.length === 0) return undefined;
   try {
-    const value: unknown = JSON.parse(Buffer.concat(parts).toString('utf8'));
+    const value: unknown = JSON.parse(body.toString('utf8'));
     return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
