@@ -12,6 +12,7 @@ import { readBody } from './body.js';
 import { decodeBody } from './decode.js';
 import { resolveIngestOptions, type IngestHandlerOptions, type IngestedReport, type ResolvedIngestOptions } from './options.js';
 import { bearerToken, parseUploadHeaders, type UploadHeaders } from './request.js';
+import { ParsedChunkCache } from './parsed-cache.js';
 import { SqliteIngestStore } from './sqlite-store.js';
 import type { IngestStore, PendingDelivery, PruneResult, PutChunkOutcome, StoredReport } from './store.js';
 
@@ -121,6 +122,8 @@ export interface IngestHandler {
 const REPORT_PATH = /^\/v1\/reports\/([^/]+)$/;
 /** How often abandoned and long-delivered reports are pruned. */
 const PRUNE_INTERVAL_MS = 3_600_000;
+/** Uncompressed bytes of parsed chunks kept for delivery (their objects take a few times that). */
+const PARSED_CACHE_BYTES = 64 * 1024 * 1024;
 /** Reports fetched per page when redelivering. */
 const REDELIVERY_PAGE = 500;
 
@@ -135,6 +138,8 @@ class Ingest {
   #closing: Promise<void> | undefined;
   #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
   readonly #pruneTimer: NodeJS.Timeout;
+  /** Chunks parsed on arrival, reused by delivery. */
+  readonly #parsed = new ParsedChunkCache(PARSED_CACHE_BYTES);
 
   constructor(options: IngestHandlerOptions) {
     this.#o = resolveIngestOptions(options);
@@ -228,7 +233,7 @@ class Ingest {
       const body = await readBody(req, o.maxCompressedSizeBytes, o.bodyTimeoutMs);
       this.#counts.bytesReceived += body.length;
       const { raw } = await decodeBody(body, h.encoding, h.sha256, o);
-      parsePayload(raw);
+      const parsed = parsePayload(raw);
       const result = await this.#storeCall(() =>
         this.store.putChunk({
           tenantId,
@@ -243,6 +248,7 @@ class Ingest {
           maxReportBytes: o.maxReportSizeBytes,
         }),
       );
+      if (result.outcome === 'stored') this.#parsed.set(tenantId, h.reportId, h.index, parsed, raw.length);
       this.#answerPut(res, tenantId, h, result.outcome, result.report, raw.length);
       if (result.completedNow) void this.#deliver(tenantId, h.reportId);
     } finally {
@@ -329,11 +335,15 @@ class Ingest {
     try {
       const report = await this.store.getReport(tenantId, reportId);
       if (report === undefined || !report.complete || report.delivered) return false;
-      const parts: IngestedReport[] = [];
-      for (const chunk of await this.store.readChunks(tenantId, reportId)) {
-        const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
-        parts.push(parsePayload(raw));
+      let parts = this.#parsed.take(tenantId, reportId, report.totalChunks);
+      if (parts === undefined) {
+        parts = [];
+        for (const chunk of await this.store.readChunks(tenantId, reportId)) {
+          const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
+          parts.push(parsePayload(raw));
+        }
       }
+      this.#parsed.drop(tenantId, reportId, report.totalChunks);
       // Whole reports go through the same assembly, so `onReport` always sees `findings` and `assets` arrays.
       const assembled = assembleReport(parts);
       await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
