@@ -20,6 +20,8 @@ export { assembleReport } from './assemble.js';
 export type {
   IngestStore,
   PendingDelivery,
+  PruneCutoffs,
+  PruneResult,
   PutChunkInput,
   PutChunkOutcome,
   PutChunkResult,
