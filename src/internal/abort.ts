@@ -49,3 +49,41 @@ export function linkedTimeout(
     },
   };
 }
+
+/**
+ * Settles like `promise`, but rejects with `signal.reason` when `signal`
+ * aborts first and with `timeoutError()` after `timeoutMs`. The promise
+ * itself cannot be cancelled: a late rejection of it is swallowed.
+ */
+export function raceDeadline<T>(promise: Promise<T>, signal: AbortSignal | undefined, timeoutMs: number, timeoutError: () => unknown): Promise<T> {
+  promise.catch(() => undefined);
+  return new Promise<T>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(timeoutError());
+    }, timeoutMs);
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        done();
+        resolve(value);
+      },
+      (err: unknown) => {
+        done();
+        reject(err);
+      },
+    );
+  });
+}

@@ -40,6 +40,14 @@ export function integer(name: string, value: unknown, min: number, max = Number.
   return value;
 }
 
+/** Longest delay a Node.js timer can hold (2^31 − 1 ms, about 24.8 days); longer ones fire at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A duration for a timer, in whole milliseconds from `min` to {@link MAX_TIMER_MS}. */
+export function timerMs(name: string, value: unknown, min: number): number {
+  return integer(name, value, min, MAX_TIMER_MS);
+}
+
 /** A fraction in [0, 1]; a percentage such as 85 is rejected with a hint to use 0.85. */
 export function fraction(name: string, value: unknown): number {
   if (typeof value !== 'number' || Number.isNaN(value) || value < 0 || value > 1) {

@@ -34,6 +34,10 @@ class TooLong extends Error {}
  */
 export function exchange(dispatcher: Dispatcher, request: Dispatcher.DispatchOptions, options: ExchangeOptions): Promise<Exchange> {
   return new Promise<Exchange>((resolve, reject) => {
+    if (options.signal?.aborted) {
+      reject(options.signal.reason);
+      return;
+    }
     let controller: Dispatcher.DispatchController | undefined;
     let settled = false;
     let abortReason: Error | undefined;

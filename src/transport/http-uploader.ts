@@ -2,7 +2,9 @@
  * `HttpUploader`: protocol v1 over undici, one attempt per call.
  */
 import { Pool, type Dispatcher } from 'undici';
+import { performance } from 'node:perf_hooks';
 import { IllegalStateError, InvalidArgumentError, UploadError, UploadHttpError, UploadTimeoutError } from '../errors.js';
+import { raceDeadline } from '../internal/abort.js';
 import { HEADER, MAX_CHUNKS_PER_REPORT, PATH_CHUNKS, PATH_REPORTS, TOKEN68, idempotencyKey, isValidId } from '../internal/protocol.js';
 import { formatReprDigest } from '../internal/repr-digest.js';
 import { isRetryableStatus, toUploadError } from './classify.js';
@@ -122,12 +124,14 @@ export class HttpUploader implements Uploader {
     try {
       const answer = await this.#send('GET', `${PATH_REPORTS}/${reportId}`, {}, undefined, options.signal);
       const j = answer.json ?? {};
-      return {
-        reportId,
-        totalChunks: Number(j['totalChunks']),
-        receivedChunks: Number(j['receivedChunks']),
-        complete: j['complete'] === true,
-      };
+      const { totalChunks, receivedChunks, complete } = j;
+      if (!Number.isInteger(totalChunks) || !Number.isInteger(receivedChunks) || typeof complete !== 'boolean') {
+        throw new UploadError('OUTPOST_UPLOAD_HTTP_STATUS', `Server answered ${answer.status} with a body that is not a report status`, {
+          retryable: false,
+          status: answer.status,
+        });
+      }
+      return { reportId, totalChunks: totalChunks as number, receivedChunks: receivedChunks as number, complete };
     } catch (err) {
       if (err instanceof UploadHttpError && err.status === 404 && err.serverCode === 'OUTPOST_INGEST_NOT_FOUND') return undefined;
       throw err;
@@ -149,19 +153,35 @@ export class HttpUploader implements Uploader {
     return this.#closing;
   }
 
+  #assertOpen(): void {
+    if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('upload', this.#state);
+  }
+
   /** Same as {@link HttpUploader.close}. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
 
   async #send(method: 'GET' | 'POST', path: string, headers: Record<string, string>, body: Uint8Array | undefined, signal: AbortSignal | undefined): Promise<Answer> {
-    if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('upload', this.#state);
+    this.#assertOpen();
     signal?.throwIfAborted();
-    const dispatcher = this.start().#dispatcher as Dispatcher;
     const o = this.options;
-    // A token function's own failure is not an upload failure: it propagates unchanged.
-    const token = typeof o.token === 'function' ? await o.token() : o.token;
-    if (!TOKEN68.test(token)) throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
+    const deadline = performance.now() + o.uploadTimeoutMs;
+    const timeoutError = (): UploadTimeoutError => new UploadTimeoutError(o.uploadTimeoutMs);
+    let token: string;
+    if (typeof o.token === 'function') {
+      // The token fetch is part of the attempt: same deadline, same signal. A token
+      // function's own failure is not an upload failure: it propagates unchanged.
+      const fetchToken = o.token;
+      token = await raceDeadline(Promise.resolve().then(fetchToken), signal, o.uploadTimeoutMs, timeoutError);
+      this.#assertOpen(); // close() may have run meanwhile
+    } else {
+      token = o.token;
+    }
+    if (typeof token !== 'string' || !TOKEN68.test(token)) {
+      throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
+    }
+    const dispatcher = this.start().#dispatcher as Dispatcher;
     let res: Exchange;
     try {
       res = await exchange(
@@ -173,7 +193,7 @@ export class HttpUploader implements Uploader {
           headers: { ...headers, [HEADER.authorization]: `Bearer ${token}`, 'user-agent': o.userAgent, accept: 'application/json' },
           ...(body === undefined ? {} : { body }),
         },
-        { timeoutMs: o.uploadTimeoutMs, timeoutError: () => new UploadTimeoutError(o.uploadTimeoutMs), signal, maxResponseBytes: MAX_RESPONSE_BYTES },
+        { timeoutMs: Math.max(1, Math.ceil(deadline - performance.now())), timeoutError, signal, maxResponseBytes: MAX_RESPONSE_BYTES },
       );
     } catch (err) {
       if (err instanceof UploadError) throw err;

@@ -2,6 +2,7 @@
  * Options of {@link HttpUploader}: declared, defaulted and validated here once.
  */
 import type { Dispatcher } from 'undici';
+import { InvalidOptionError } from '../errors.js';
 import * as v from '../internal/validate.js';
 import { VERSION } from '../internal/version.js';
 import { TOKEN68 } from '../internal/protocol.js';
@@ -85,7 +86,9 @@ export function resolveHttpUploaderOptions(options: HttpUploaderOptions): Resolv
   if (url.username !== '' || url.password !== '') v.fail('url', 'a URL without credentials (use `token`)', url.origin);
   if (url.search !== '' || url.hash !== '') v.fail('url', 'a base URL without a query or fragment', String(options.url));
   if (typeof options.token !== 'function' && (typeof options.token !== 'string' || !TOKEN68.test(options.token))) {
-    v.fail('token', 'a bearer token of token68 characters ([A-Za-z0-9-._~+/] then optional =) or a function returning one', options.token);
+    // Never echo a secret into a message that may end up in a log.
+    const got = typeof options.token === 'string' ? `a string of ${options.token.length} characters that is not token68` : typeof options.token;
+    throw new InvalidOptionError(`Expected \`token\` to be a bearer token of token68 characters ([A-Za-z0-9-._~+/] then optional =) or a function returning one, got ${got}`);
   }
   const ca = options.ca;
   if (ca !== undefined) {
@@ -99,9 +102,9 @@ export function resolveHttpUploaderOptions(options: HttpUploaderOptions): Resolv
     pathPrefix: url.pathname.replace(/\/+$/, ''),
     token: options.token,
     connections: v.integer('connections', options.connections ?? httpUploaderDefaults.connections, 1, 1024),
-    uploadTimeoutMs: v.integer('uploadTimeoutMs', options.uploadTimeoutMs ?? httpUploaderDefaults.uploadTimeoutMs, 1),
-    connectTimeoutMs: v.integer('connectTimeoutMs', options.connectTimeoutMs ?? httpUploaderDefaults.connectTimeoutMs, 1),
-    keepAliveTimeoutMs: v.integer('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? httpUploaderDefaults.keepAliveTimeoutMs, 1),
+    uploadTimeoutMs: v.timerMs('uploadTimeoutMs', options.uploadTimeoutMs ?? httpUploaderDefaults.uploadTimeoutMs, 1),
+    connectTimeoutMs: v.timerMs('connectTimeoutMs', options.connectTimeoutMs ?? httpUploaderDefaults.connectTimeoutMs, 1),
+    keepAliveTimeoutMs: v.timerMs('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? httpUploaderDefaults.keepAliveTimeoutMs, 1),
     ca,
     userAgent: v.nonEmptyString('userAgent', options.userAgent ?? httpUploaderDefaults.userAgent),
     dispatcher: options.dispatcher,

@@ -52,10 +52,10 @@ export type ResolvedRetryPolicyOptions = { readonly [K in keyof RetryPolicyOptio
 export function resolveRetryPolicyOptions(options: RetryPolicyOptions = {}): ResolvedRetryPolicyOptions {
   v.knownKeys('RetryPolicy', options, KEYS);
   const o = { ...retryPolicyDefaults, ...stripUndefined(options) };
-  v.integer('retryDelayMs', o.retryDelayMs, 0);
+  v.timerMs('retryDelayMs', o.retryDelayMs, 0);
   v.number('backoffFactor', o.backoffFactor, 1, 100);
-  v.integer('maxRetryDelayMs', o.maxRetryDelayMs, 0);
-  v.integer('maxRetryAfterMs', o.maxRetryAfterMs, 0);
+  v.timerMs('maxRetryDelayMs', o.maxRetryDelayMs, 0);
+  v.timerMs('maxRetryAfterMs', o.maxRetryAfterMs, 0);
   if (o.jitter !== 'full' && o.jitter !== 'none') v.fail('jitter', "'full' or 'none'", o.jitter);
   v.fn('random', o.random);
   if (o.maxRetryDelayMs < o.retryDelayMs) {

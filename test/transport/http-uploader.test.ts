@@ -124,6 +124,81 @@ describe('HttpUploader', () => {
     await expect(pending).rejects.toThrow('shutting down');
   });
 
+  it('aborts the request itself when the caller aborts mid-flight', async () => {
+    server = await startServer(() => undefined);
+    uploader = new HttpUploader({ url: server.url, token: 't' });
+    const controller = new AbortController();
+    const pending = uploader.uploadChunk(await chunk(), { signal: controller.signal });
+    await until(() => server?.requests.length === 1);
+    controller.abort(new Error('stop'));
+    await expect(pending).rejects.toThrow('stop');
+    const req = server.requests[0];
+    await new Promise<void>((resolve) => (req?.socket.destroyed ? resolve() : req?.socket.once('close', () => resolve())));
+  });
+
+  it('rejects an already-aborted signal at once, sending nothing', async () => {
+    server = await startServer((_req, res) => answer(res, 201, {}));
+    uploader = new HttpUploader({ url: server.url, token: 't' });
+    await expect(uploader.uploadChunk(await chunk(), { signal: AbortSignal.abort('gone') })).rejects.toBe('gone');
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('puts the token fetch under the same signal and deadline, sending nothing when they fire', async () => {
+    server = await startServer((_req, res) => answer(res, 201, {}));
+    const slowToken = new HttpUploader({ url: server.url, token: () => new Promise<string>((r) => setTimeout(() => r('late'), 300)) });
+    const controller = new AbortController();
+    const aborted = slowToken.uploadChunk(await chunk(), { signal: controller.signal });
+    setTimeout(() => controller.abort('cancelled'), 20);
+    await expect(aborted).rejects.toBe('cancelled');
+    const hung = new HttpUploader({ url: server.url, token: () => new Promise<string>(() => undefined), uploadTimeoutMs: 50 });
+    await expect(hung.uploadChunk(await chunk())).rejects.toMatchObject({ code: 'OUTPOST_UPLOAD_TIMEOUT' });
+    await new Promise((r) => setTimeout(r, 350)); // let the slow token arrive: it must not send anything now
+    expect(server.requests).toHaveLength(0);
+    await slowToken.close();
+    await hung.close();
+  });
+
+  it('refuses with IllegalStateError when closed while the token was being fetched', async () => {
+    server = await startServer((_req, res) => answer(res, 201, {}));
+    let release: (t: string) => void = () => undefined;
+    uploader = new HttpUploader({ url: server.url, token: () => new Promise<string>((r) => (release = r)) });
+    uploader.start();
+    const pending = uploader.uploadChunk(await chunk());
+    await uploader.close();
+    release('t');
+    await expect(pending).rejects.toBeInstanceOf(IllegalStateError);
+    expect(server.requests).toHaveLength(0);
+  });
+
+  it('times out an attempt whose response body stalls after the headers', async () => {
+    server = await startServer((req, res) => {
+      void readAll(req).then(() => {
+        res.writeHead(201, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"reportId":'); // and nothing more
+      });
+    });
+    uploader = new HttpUploader({ url: server.url, token: 't', uploadTimeoutMs: 150 });
+    await expect(uploader.uploadChunk(await chunk())).rejects.toMatchObject({ code: 'OUTPOST_UPLOAD_TIMEOUT', retryable: true });
+  });
+
+  it('reuses one keep-alive connection for sequential uploads', async () => {
+    const sockets = new Set<unknown>();
+    server = await startServer((req, res) => {
+      sockets.add(req.socket);
+      void readAll(req).then(() => answer(res, 201, {}));
+    });
+    uploader = new HttpUploader({ url: server.url, token: 't' });
+    for (let i = 0; i < 5; i++) await uploader.uploadChunk(await chunk({ i }));
+    expect(server.requests).toHaveLength(5);
+    expect(sockets.size).toBe(1);
+  });
+
+  it('refuses a 200 whose body is not a report status instead of inventing numbers', async () => {
+    server = await startServer((_req, res) => answer(res, 200, { hello: 'proxy' }));
+    uploader = new HttpUploader({ url: server.url, token: 't' });
+    await expect(uploader.getReportStatus('r')).rejects.toMatchObject({ code: 'OUTPOST_UPLOAD_HTTP_STATUS', status: 200, retryable: false });
+  });
+
   it('classifies a refused connection as a retryable network error', async () => {
     const probe = createNetServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
@@ -174,6 +249,11 @@ describe('HttpUploader', () => {
     expect(() => new HttpUploader({ url: 'ftp://x', token: 't' })).toThrow(InvalidOptionError);
     expect(() => new HttpUploader({ url: 'http://x', token: '' })).toThrow(/Expected `token` to be a bearer token/);
     expect(() => new HttpUploader({ url: 'http://x', token: 'has:colon' })).toThrow(/token68/);
+    // A secret with a stray newline is refused without being echoed into the message.
+    expect(() => new HttpUploader({ url: 'http://x', token: 'sk_live_SECRET\n' })).toThrow(/a string of 15 characters/);
+    expect(() => new HttpUploader({ url: 'http://x', token: 'sk_live_SECRET\n' })).not.toThrow(/SECRET/);
+    // Timers cannot hold more than 2^31 − 1 ms: longer ones would fire at once.
+    expect(() => new HttpUploader({ url: 'http://x', token: 't', uploadTimeoutMs: 2 ** 31 })).toThrow(/uploadTimeoutMs.*2147483647/);
     expect(() => new HttpUploader({ url: 'http://x', token: 't', connections: 0 })).toThrow(/connections/);
     expect(() => new HttpUploader({ url: 'http://u:p@x', token: 't' })).toThrow(/credentials/);
     expect(() => new HttpUploader({ url: 'http://x/base?tenant=a', token: 't' })).toThrow(/query/);

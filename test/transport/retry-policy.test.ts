@@ -58,10 +58,11 @@ describe('RetryPolicy', () => {
 
   it('rejects invalid options with the option name, the expectation and the value', () => {
     expect(() => new RetryPolicy({ retryDelayMs: -1 })).toThrow(InvalidOptionError);
-    expect(() => new RetryPolicy({ retryDelayMs: -1 })).toThrow('Expected `retryDelayMs` to be a non-negative integer, got -1 (number)');
+    expect(() => new RetryPolicy({ retryDelayMs: -1 })).toThrow('Expected `retryDelayMs` to be an integer from 0 to 2147483647, got -1 (number)');
     expect(() => new RetryPolicy({ retryDelayMs: 10_000, maxRetryDelayMs: 1_000 })).toThrow(/maxRetryDelayMs/);
     expect(() => new RetryPolicy({ jitter: 'half' as 'full' })).toThrow(/jitter/);
     expect(() => new RetryPolicy({ retryDelay: 5 } as never)).toThrow('Unknown option `retryDelay`');
+    expect(() => new RetryPolicy({ maxRetryAfterMs: 2 ** 31 })).toThrow(/maxRetryAfterMs/);
   });
 
   it('retry() waits the backoff schedule between attempts and returns the first success', async () => {
