@@ -234,6 +234,8 @@ export const ingestErrorStatus = Object.freeze({
   OUTPOST_INGEST_SIZE_UNDECLARED: 422,
   /** 422: the decompressed size differs from the size the zstd frames declared. */
   OUTPOST_INGEST_SIZE_MISMATCH: 422,
+  /** 429: the tenant already has `maxConcurrentRequestsPerTenant` requests in flight; retry after `Retry-After`. */
+  OUTPOST_INGEST_RATE_LIMITED: 429,
   /** 503: `maxConcurrentRequests` requests are already in flight; retry after `Retry-After`. */
   OUTPOST_INGEST_OVERLOADED: 503,
   /** 503: shutting down, or storage, `authenticate` or the handler itself failed; retry after `Retry-After`. */

@@ -11,6 +11,11 @@ import { IngestError } from '../errors.js';
  * request is left paused; the caller closes the connection.
  */
 export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  // A client gone while we authenticated, or a body parser mounted before us, leaves nothing to wait for.
+  if (req.destroyed && !req.complete) return Promise.reject(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Client went away before its body was read'));
+  if (req.readableEnded) {
+    return Promise.reject(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'The request body was already consumed (mount the ingest handler before any body parser)'));
+  }
   return new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
@@ -19,7 +24,7 @@ export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: numb
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
-      req.off('aborted', onAborted);
+      req.off('close', onClose);
       if (err === undefined) resolve(parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, size));
       else {
         req.pause();
@@ -33,11 +38,13 @@ export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: numb
     };
     const onEnd = (): void => finish(undefined);
     const onError = (): void => finish(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Request body could not be read'));
-    const onAborted = (): void => finish(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Client aborted the request'));
+    const onClose = (): void => {
+      if (!req.complete) finish(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Client went away before its body was read'));
+    };
     const timer = setTimeout(() => finish(new IngestError('OUTPOST_INGEST_BODY_TIMEOUT', `Body not received within ${timeoutMs} ms`)), timeoutMs);
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
-    req.on('aborted', onAborted);
+    req.on('close', onClose);
   });
 }

@@ -54,9 +54,14 @@ export async function decodeBody(body: Buffer, encoding: BodyEncoding, expectedS
     if (declared > limits.maxDecompressedSizeBytes) {
       throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Declared size ${declared} exceeds ${limits.maxDecompressedSizeBytes} bytes`);
     }
-    // The ratio counts zstd frames only: skippable padding must not dilute it.
+    // The ratio and the block allowance count zstd frames only: skippable padding must not stretch either.
     let compressed = 0;
-    for (const frame of scan.frames) if (!frame.skippable) compressed += frame.compressedBytes;
+    let zstdFrames = 0;
+    for (const frame of scan.frames) {
+      if (frame.skippable) continue;
+      compressed += frame.compressedBytes;
+      zstdFrames++;
+    }
     if (declared > limits.maxCompressionRatio * compressed) {
       throw new IngestError('OUTPOST_INGEST_RATIO_EXCEEDED', `Compression ratio ${(declared / compressed).toFixed(1)} exceeds ${limits.maxCompressionRatio}`);
     }
@@ -64,7 +69,7 @@ export async function decodeBody(body: Buffer, encoding: BodyEncoding, expectedS
     // decompressed past it), so bound what the blocks themselves could produce, from their headers.
     let expandable = 0;
     for (const frame of scan.frames) expandable += frame.maxBlockOutputBytes;
-    if (expandable > limits.maxDecompressedSizeBytes + scan.frames.length * MAX_BLOCK_BYTES) {
+    if (expandable > limits.maxDecompressedSizeBytes + zstdFrames * MAX_BLOCK_BYTES) {
       throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Blocks could expand to ${expandable} bytes, over ${limits.maxDecompressedSizeBytes}`);
     }
     try {

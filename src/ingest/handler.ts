@@ -1,118 +1,65 @@
 /**
  * `createIngestHandler`: the server side of protocol v1 as a `(req, res)`
- * handler for `node:http` (and Express, Fastify's raw mode, etc.).
+ * handler for `node:http` (and Express, Fastify's raw mode, etc.): routing,
+ * authentication, the upload path, and the handler's lifecycle.
  */
-import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { IngestDeliveryError, IngestError, ListenerError, OutpostError, type IngestErrorCode } from '../errors.js';
+import { IllegalStateError, IngestError, OutpostError, type OutpostErrorOptions } from '../errors.js';
+import { raceDeadline } from '../internal/abort.js';
 import { PATH_CHUNKS, PATH_REPORTS, isValidId } from '../internal/protocol.js';
-import { zstdDecompress } from '../internal/zstd.js';
-import { assembleReport, parsePayload } from './assemble.js';
+import { parsePayload } from './assemble.js';
 import { readBody } from './body.js';
 import { decodeBody } from './decode.js';
-import { resolveIngestOptions, type IngestHandlerOptions, type IngestedReport, type ResolvedIngestOptions } from './options.js';
+import { Deliveries } from './delivery.js';
+import { SafeEmitter, type IngestEvents, type IngestStats } from './events.js';
+import { countJsonValues } from './json-values.js';
+import { resolveIngestOptions, type IngestHandlerOptions, type ResolvedIngestOptions } from './options.js';
 import { bearerToken, parseUploadHeaders, type UploadHeaders } from './request.js';
-import { ParsedChunkCache } from './parsed-cache.js';
+import { decodePathSegment, pathOf, send, statusBody } from './respond.js';
 import { SqliteIngestStore } from './sqlite-store.js';
-import type { IngestStore, PendingDelivery, PruneResult, PutChunkOutcome, StoredReport } from './store.js';
+import type { IngestStore, PruneResult, PutChunkOutcome, StoredReport } from './store.js';
 
-/** A request the handler refused: 401s, validation failures, overload, and so on. */
-export interface RejectedEvent {
-  /** HTTP status the request was answered with. */
-  readonly status: number;
-  /** Stable error code sent in the response body. */
-  readonly code: IngestErrorCode;
-  /** Error message sent in the response body. */
-  readonly message: string;
-  /** Known once the token was accepted. */
-  readonly tenantId: string | undefined;
-  /** HTTP method of the request. */
-  readonly method: string | undefined;
-  /** Request path without the query string, truncated to 2048 characters. */
-  readonly path: string;
-  /** Client IP address of the socket; `undefined` when the socket is already gone. */
-  readonly remoteAddress: string | undefined;
-}
+/** Lifecycle of an {@link IngestHandler}: it serves from creation until `close()`. */
+export type IngestHandlerState = 'running' | 'closing' | 'closed';
 
-/** A chunk (or whole report) accepted. */
-export interface StoredEvent {
-  /** Tenant the token authenticated as. */
-  readonly tenantId: string;
-  /** The report the chunk belongs to. */
-  readonly reportId: string;
-  /** 0-based chunk index; 0 for a whole report. */
-  readonly index: number;
-  /** Number of chunks in the report; 1 for a whole report. */
-  readonly total: number;
-  /** Uncompressed size of this chunk's JSON, in bytes. */
-  readonly rawBytes: number;
-  /** True when the server already had this chunk with the same digest (answered 200, nothing written). */
-  readonly duplicate: boolean;
-}
-
-/** A report handed to `onReport` successfully. */
-export interface DeliveredEvent {
-  /** Tenant of the report. */
-  readonly tenantId: string;
-  /** The report that was delivered. */
-  readonly reportId: string;
-  /** Number of chunks the report had; 1 for a whole report. */
-  readonly totalChunks: number;
-  /** Uncompressed size of the report's JSON, in bytes (sum over chunks). */
-  readonly rawBytes: number;
-}
-
-/** Events of an {@link IngestHandler}. */
-export interface IngestEvents {
-  /** A chunk or whole report was accepted, newly stored or as a duplicate. */
-  stored: [event: StoredEvent];
-  /** A request was refused with a 4xx or 5xx answer. */
-  rejected: [event: RejectedEvent];
-  /** A complete report was passed to `onReport`, which succeeded, and marked delivered in the store. */
-  delivered: [event: DeliveredEvent];
-  /** Failures the server operator must see: `onReport` threw, the store failed, `authenticate` threw. */
-  error: [error: OutpostError];
-}
-
-/** Counters of an {@link IngestHandler}. */
-export interface IngestStats {
-  /** Requests received, including those refused. */
-  readonly requests: number;
-  /** Chunks and whole reports newly stored. */
-  readonly stored: number;
-  /** Chunks and whole reports accepted as duplicates of what was already stored. */
-  readonly duplicates: number;
-  /** Requests refused with an error answer. */
-  readonly rejected: number;
-  /** Reports marked delivered, after `onReport` succeeded. */
-  readonly delivered: number;
-  /** Delivery attempts that failed because `onReport`, reassembly or the store threw. */
-  readonly deliveryFailures: number;
-  /** Requests being processed right now. */
-  readonly inFlight: number;
-  /** Request body bytes received as sent on the wire (before decompression), counting only bodies read in full. */
-  readonly bytesReceived: number;
+/** Options of {@link IngestHandler.close}. */
+export interface IngestCloseOptions {
+  /**
+   * Stops waiting for in-flight requests and deliveries (an `onReport` that
+   * never settles, say) when it aborts; the store is closed all the same.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** The handler: call it with `(req, res)`; it also carries events, stats and `close()`. */
 export interface IngestHandler {
   (req: IncomingMessage, res: ServerResponse): void;
+  /** `'running'` from creation, then `'closing'` and `'closed'`. */
+  readonly state: IngestHandlerState;
   /** Subscribes to a typed event. */
   on<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): IngestHandler;
   /** Unsubscribes. */
   off<K extends keyof IngestEvents>(event: K, listener: (...args: IngestEvents[K]) => void): IngestHandler;
   /** Counters since creation. */
   stats(): IngestStats;
-  /** Offers every complete, undelivered report to `onReport` again, oldest first. Resolves with how many were delivered. */
+  /**
+   * Offers every complete, undelivered report to `onReport` again, oldest
+   * first, one at a time. Resolves with how many were delivered.
+   * @throws {@link IllegalStateError} after `close()`
+   */
   redeliverPending(): Promise<number>;
   /**
    * Deletes incomplete reports older than `incompleteReportTtlMs` and delivered
    * ones older than `deliveredReportTtlMs`. Runs hourly by itself (on an
    * unref'd timer); call it to run it now.
+   * @throws {@link IllegalStateError} after `close()`
    */
   prune(): Promise<PruneResult>;
-  /** Waits for in-flight requests and deliveries, then closes the store if the handler opened it. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Refuses new requests (503), waits for in-flight requests and deliveries,
+   * then closes the store if the handler opened it. Idempotent.
+   */
+  close(options?: IngestCloseOptions): Promise<void>;
   /** Same as `close()`. */
   [Symbol.asyncDispose](): Promise<void>;
   /** The store in use. */
@@ -122,41 +69,35 @@ export interface IngestHandler {
 const REPORT_PATH = /^\/v1\/reports\/([^/]+)$/;
 /** How often abandoned and long-delivered reports are pruned. */
 const PRUNE_INTERVAL_MS = 3_600_000;
-/** Uncompressed bytes of parsed chunks kept for delivery (their objects take a few times that). */
-const PARSED_CACHE_BYTES = 64 * 1024 * 1024;
-/** Reports fetched per page when redelivering. */
-const REDELIVERY_PAGE = 500;
 
 class Ingest {
   readonly #o: ResolvedIngestOptions;
   readonly store: IngestStore;
   readonly #ownsStore: boolean;
-  readonly events = new EventEmitter<IngestEvents>();
+  readonly emitter = new SafeEmitter();
+  readonly #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
+  readonly #deliveries: Deliveries;
+  /** Chunk slots being processed: a second request for one gets 409. */
   readonly #slots = new Set<string>();
-  readonly #delivering = new Map<string, Promise<boolean>>();
+  /** Requests in flight, per tenant (for 429). */
+  readonly #perTenant = new Map<string, number>();
   readonly #inFlight = new Set<Promise<void>>();
-  #closing: Promise<void> | undefined;
-  #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
   readonly #pruneTimer: NodeJS.Timeout;
-  /** Chunks parsed on arrival, reused by delivery. */
-  readonly #parsed = new ParsedChunkCache(PARSED_CACHE_BYTES);
+  #state: IngestHandlerState = 'running';
+  #closing: Promise<void> | undefined;
 
   constructor(options: IngestHandlerOptions) {
     this.#o = resolveIngestOptions(options);
     this.#ownsStore = typeof this.#o.store === 'string';
     this.store = typeof this.#o.store === 'string' ? new SqliteIngestStore(this.#o.store) : this.#o.store;
+    this.#deliveries = new Deliveries(this.store, this.#o.onReport, this.#o.dropChunksOnDelivery, this.emitter, this.#counts);
     this.#pruneTimer = setInterval(() => {
-      this.prune().catch((err: unknown) => this.reportError(err));
+      if (this.#state === 'running') this.prune().catch((err: unknown) => this.reportError(err));
     }, PRUNE_INTERVAL_MS).unref();
   }
 
-  /** Emits an event; a listener that throws is reported, never allowed to break a response or crash the process. */
-  #emit<K extends keyof IngestEvents>(event: K, ...args: IngestEvents[K]): void {
-    try {
-      (this.events.emit as (name: string, ...values: unknown[]) => boolean).call(this.events, event, ...args);
-    } catch (err) {
-      process.emitWarning(new ListenerError(`ingest '${event}'`, err));
-    }
+  get state(): IngestHandlerState {
+    return this.#state;
   }
 
   stats(): IngestStats {
@@ -165,10 +106,12 @@ class Ingest {
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     this.#counts.requests++;
-    if (this.#closing !== undefined || this.#inFlight.size >= this.#o.maxConcurrentRequests) {
-      const closing = this.#closing !== undefined;
-      this.#reject(req, res, undefined, new IngestError(closing ? 'OUTPOST_INGEST_UNAVAILABLE' : 'OUTPOST_INGEST_OVERLOADED',
-        closing ? 'Server is shutting down' : 'Too many requests in flight', { retryAfterSeconds: this.#o.retryAfterSeconds }));
+    if (this.#state !== 'running') {
+      this.#reject(req, res, undefined, this.#busy('OUTPOST_INGEST_UNAVAILABLE', 'Server is shutting down'));
+      return;
+    }
+    if (this.#inFlight.size >= this.#o.maxConcurrentRequests) {
+      this.#reject(req, res, undefined, this.#busy('OUTPOST_INGEST_OVERLOADED', 'Too many requests in flight'));
       return;
     }
     const work = this.#route(req, res).finally(() => this.#inFlight.delete(work));
@@ -189,8 +132,11 @@ class Ingest {
         throw new IngestError('OUTPOST_INGEST_METHOD_NOT_ALLOWED', `Use ${method}`);
       }
       tenantId = await this.#authenticate(req);
-      if (statusMatch !== null) await this.#status(tenantId, decodeURIComponentSafe(statusMatch[1] ?? ''), res);
-      else await this.#upload(tenantId, parseUploadHeaders(req.headers, isReport, this.#o.maxChunksPerReport), req, res);
+      const tenant = tenantId;
+      await this.#asTenant(tenant, async () => {
+        if (statusMatch !== null) await this.#status(tenant, decodePathSegment(statusMatch[1] ?? ''), res);
+        else await this.#upload(tenant, parseUploadHeaders(req.headers, isReport, this.#o.maxChunksPerReport), req, res);
+      });
     } catch (err) {
       this.#reject(req, res, tenantId, this.#requestError(err));
     }
@@ -201,15 +147,28 @@ class Ingest {
     if (token === undefined) throw new IngestError('OUTPOST_INGEST_UNAUTHORIZED', 'Missing or malformed bearer token');
     let tenantId: string | undefined;
     try {
-      tenantId = await this.#o.authenticate(token);
+      const { authenticate, authenticateTimeoutMs } = this.#o;
+      tenantId = await raceDeadline(Promise.resolve().then(() => authenticate(token)), undefined, authenticateTimeoutMs, () => new Error(`authenticate took longer than ${authenticateTimeoutMs} ms`));
     } catch (err) {
-      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` failed', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+      throw this.#busy('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` failed', { cause: err });
     }
     if (tenantId === undefined) throw new IngestError('OUTPOST_INGEST_UNAUTHORIZED', 'Invalid bearer token');
-    if (!isValidId(tenantId)) {
-      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` returned an invalid tenant id', { retryAfterSeconds: this.#o.retryAfterSeconds });
-    }
+    if (!isValidId(tenantId)) throw this.#busy('OUTPOST_INGEST_UNAVAILABLE', '`authenticate` returned an invalid tenant id');
     return tenantId;
+  }
+
+  /** Runs `work` counted against the tenant's share of the server: beyond it, 429. */
+  async #asTenant(tenantId: string, work: () => Promise<void>): Promise<void> {
+    const current = this.#perTenant.get(tenantId) ?? 0;
+    if (current >= this.#o.maxConcurrentRequestsPerTenant) throw this.#busy('OUTPOST_INGEST_RATE_LIMITED', 'Too many requests in flight for this tenant');
+    this.#perTenant.set(tenantId, current + 1);
+    try {
+      await work();
+    } finally {
+      const left = (this.#perTenant.get(tenantId) ?? 1) - 1;
+      if (left === 0) this.#perTenant.delete(tenantId);
+      else this.#perTenant.set(tenantId, left);
+    }
   }
 
   async #status(tenantId: string, reportId: string, res: ServerResponse): Promise<void> {
@@ -225,14 +184,15 @@ class Ingest {
       throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Content-Length ${h.contentLength} exceeds ${o.maxCompressedSizeBytes} bytes`);
     }
     const slot = `${tenantId}\u0000${h.reportId}\u0000${h.index}`;
-    if (this.#slots.has(slot)) {
-      throw new IngestError('OUTPOST_INGEST_IN_PROGRESS', 'The same chunk is being processed; retry shortly', { retryAfterSeconds: o.retryAfterSeconds });
-    }
+    if (this.#slots.has(slot)) throw this.#busy('OUTPOST_INGEST_IN_PROGRESS', 'The same chunk is being processed; retry shortly');
     this.#slots.add(slot);
     try {
       const body = await readBody(req, o.maxCompressedSizeBytes, o.bodyTimeoutMs);
       this.#counts.bytesReceived += body.length;
       const { raw } = await decodeBody(body, h.encoding, h.sha256, o);
+      // What parsing will cost is set by the number of values, not the bytes: count before parsing.
+      const values = countJsonValues(raw);
+      if (values > o.maxJsonValues) throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Body holds about ${values} JSON values, over ${o.maxJsonValues}`);
       const parsed = parsePayload(raw);
       const result = await this.#storeCall(() =>
         this.store.putChunk({
@@ -246,11 +206,13 @@ class Ingest {
           body,
           encoding: h.encoding,
           maxReportBytes: o.maxReportSizeBytes,
+          values,
+          maxReportValues: o.maxJsonValues,
         }),
       );
-      if (result.outcome === 'stored') this.#parsed.set(tenantId, h.reportId, h.index, parsed, raw.length);
+      if (result.outcome === 'stored') this.#deliveries.remember(tenantId, h.reportId, h.index, parsed, values);
       this.#answerPut(res, tenantId, h, result.outcome, result.report, raw.length);
-      if (result.completedNow) void this.#deliver(tenantId, h.reportId);
+      if (result.completedNow) void this.#deliveries.deliver(tenantId, h.reportId);
     } finally {
       this.#slots.delete(slot);
     }
@@ -264,7 +226,7 @@ class Ingest {
         if (duplicate) this.#counts.duplicates++;
         else this.#counts.stored++;
         send(res, duplicate ? 200 : 201, report === undefined ? { reportId: h.reportId } : { ...statusBody(h.reportId, report), index: h.index });
-        this.#emit('stored', { tenantId, reportId: h.reportId, index: h.index, total: h.total, rawBytes, duplicate });
+        this.emitter.emit('stored', { tenantId, reportId: h.reportId, index: h.index, total: h.total, rawBytes, duplicate });
         return;
       }
       case 'conflict':
@@ -274,34 +236,36 @@ class Ingest {
       case 'total-mismatch':
         throw new IngestError('OUTPOST_INGEST_TOTAL_MISMATCH', `Outpost-Chunk-Total differs from the report's first chunk (${report?.totalChunks ?? '?'})`);
       case 'too-large':
-        throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Report would exceed ${this.#o.maxReportSizeBytes} uncompressed bytes`);
+        throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Report would exceed ${this.#o.maxReportSizeBytes} uncompressed bytes or ${this.#o.maxJsonValues} JSON values`);
+      default:
+        // A custom store answered something this version does not know: never leave the client hanging.
+        throw this.#busy('OUTPOST_INGEST_UNAVAILABLE', 'Storage gave an unknown answer', { cause: new Error(`putChunk outcome ${String(outcome)}`) });
     }
+  }
+
+  /** A retry-later error: 409, 429 or 503 with `Retry-After`. */
+  #busy(code: 'OUTPOST_INGEST_UNAVAILABLE' | 'OUTPOST_INGEST_OVERLOADED' | 'OUTPOST_INGEST_RATE_LIMITED' | 'OUTPOST_INGEST_IN_PROGRESS', message: string, options: OutpostErrorOptions = {}): IngestError {
+    return new IngestError(code, message, { ...options, retryAfterSeconds: this.#o.retryAfterSeconds });
   }
 
   async #storeCall<T>(call: () => Promise<T>): Promise<T> {
     try {
       return await call();
     } catch (err) {
-      throw new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Storage is unavailable', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
+      throw this.#busy('OUTPOST_INGEST_UNAVAILABLE', 'Storage is unavailable', { cause: err });
     }
   }
 
   /** A request's failure as the error to answer with; server-side failures (503 UNAVAILABLE) are also emitted as `'error'`. */
   #requestError(err: unknown): IngestError {
-    const error =
-      err instanceof IngestError ? err : new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Internal error', { cause: err, retryAfterSeconds: this.#o.retryAfterSeconds });
-    if (error.code === 'OUTPOST_INGEST_UNAVAILABLE') this.#emitError(error);
+    const error = err instanceof IngestError ? err : this.#busy('OUTPOST_INGEST_UNAVAILABLE', 'Internal error', { cause: err });
+    if (error.code === 'OUTPOST_INGEST_UNAVAILABLE' && this.#state === 'running') this.emitter.error(error);
     return error;
   }
 
   /** Reports a failure of background work (redelivery pass, pruning) as one `'error'` event. */
   reportError(err: unknown): void {
-    this.#emitError(err instanceof OutpostError ? err : new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Background maintenance failed', { cause: err }));
-  }
-
-  #emitError(err: OutpostError): void {
-    if (this.events.listenerCount('error') > 0) this.#emit('error', err);
-    else process.emitWarning(err);
+    this.emitter.error(err instanceof OutpostError ? err : new IngestError('OUTPOST_INGEST_UNAVAILABLE', 'Background maintenance failed', { cause: err }));
   }
 
   #reject(req: IncomingMessage, res: ServerResponse, tenantId: string | undefined, err: IngestError): void {
@@ -310,7 +274,7 @@ class Ingest {
     if (!req.complete) res.setHeader('connection', 'close');
     if (err.retryAfterSeconds !== undefined) res.setHeader('retry-after', String(err.retryAfterSeconds));
     send(res, err.status, { error: { code: err.code, message: err.message } });
-    this.#emit('rejected', {
+    this.emitter.emit('rejected', {
       status: err.status,
       code: err.code,
       message: err.message,
@@ -321,108 +285,38 @@ class Ingest {
     });
   }
 
-  /** Delivers one report; resolves true when `onReport` succeeded. Concurrent calls share one attempt. */
-  #deliver(tenantId: string, reportId: string): Promise<boolean> {
-    const key = `${tenantId}\u0000${reportId}`;
-    const running = this.#delivering.get(key);
-    if (running !== undefined) return running;
-    const attempt = this.#deliverOnce(tenantId, reportId).finally(() => this.#delivering.delete(key));
-    this.#delivering.set(key, attempt);
-    return attempt;
-  }
-
-  async #deliverOnce(tenantId: string, reportId: string): Promise<boolean> {
-    try {
-      const report = await this.store.getReport(tenantId, reportId);
-      if (report === undefined || !report.complete || report.delivered) return false;
-      let parts = this.#parsed.take(tenantId, reportId, report.totalChunks);
-      if (parts === undefined) {
-        parts = [];
-        for (const chunk of await this.store.readChunks(tenantId, reportId)) {
-          const raw = chunk.encoding === 'zstd' ? await decompressStored(chunk.body) : Buffer.from(chunk.body);
-          parts.push(parsePayload(raw));
-        }
-      }
-      this.#parsed.drop(tenantId, reportId, report.totalChunks);
-      // Whole reports go through the same assembly, so `onReport` always sees `findings` and `assets` arrays.
-      const assembled = assembleReport(parts);
-      await this.#o.onReport(assembled, { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
-      await this.store.markDelivered(tenantId, reportId, { dropBodies: this.#o.dropChunksOnDelivery });
-      this.#counts.delivered++;
-      this.#emit('delivered', { tenantId, reportId, totalChunks: report.totalChunks, rawBytes: report.receivedBytes });
-      return true;
-    } catch (err) {
-      this.#counts.deliveryFailures++;
-      this.#emitError(new IngestDeliveryError(tenantId, reportId, { cause: err }));
-      return false;
-    }
+  #assertRunning(operation: string): void {
+    if (this.#state !== 'running') throw new IllegalStateError(operation, this.#state);
   }
 
   async redeliverPending(): Promise<number> {
-    let delivered = 0;
-    let after: PendingDelivery | undefined;
-    // Keyset paging: a report that fails again is passed over, never fetched twice in one call.
-    while (this.#closing === undefined) {
-      const page = await this.store.listPendingDeliveries(REDELIVERY_PAGE, after);
-      for (const pending of page) {
-        if (this.#closing !== undefined) break;
-        if (await this.#deliver(pending.tenantId, pending.reportId)) delivered++;
-      }
-      if (page.length < REDELIVERY_PAGE) break;
-      after = page[page.length - 1];
-    }
-    return delivered;
+    this.#assertRunning('redeliver reports');
+    return this.#deliveries.redeliverPending(() => this.#state !== 'running');
   }
 
   async prune(): Promise<PruneResult> {
-    if (this.#closing !== undefined) return { incompleteReports: 0, deliveredReports: 0 };
+    this.#assertRunning('prune reports');
     const now = Date.now();
     return this.store.prune({ incompleteBefore: now - this.#o.incompleteReportTtlMs, deliveredBefore: now - this.#o.deliveredReportTtlMs });
   }
 
-  close(): Promise<void> {
+  close(options: IngestCloseOptions = {}): Promise<void> {
     this.#closing ??= (async () => {
+      this.#state = 'closing';
       clearInterval(this.#pruneTimer);
-      await Promise.allSettled([...this.#inFlight]);
-      await Promise.allSettled([...this.#delivering.values()]);
-      if (this.#ownsStore) await this.store.close();
+      const drained = (async () => {
+        await Promise.allSettled([...this.#inFlight]);
+        await this.#deliveries.idle();
+      })();
+      try {
+        await (options.signal === undefined ? drained : raceDeadline(drained, options.signal, 2_147_483_647, () => undefined).catch(() => undefined));
+      } finally {
+        if (this.#ownsStore) await this.store.close();
+        this.#state = 'closed';
+      }
     })();
     return this.#closing;
   }
-}
-
-function decompressStored(body: Uint8Array): Promise<Buffer> {
-  return zstdDecompress(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
-}
-
-function pathOf(req: IncomingMessage): string {
-  const url = req.url ?? '/';
-  const q = url.indexOf('?');
-  return (q === -1 ? url : url.slice(0, q)).slice(0, 2048);
-}
-
-function decodeURIComponentSafe(s: string): string {
-  try {
-    return decodeURIComponent(s);
-  } catch {
-    return s;
-  }
-}
-
-function statusBody(reportId: string, r: StoredReport): Record<string, unknown> {
-  return { reportId, totalChunks: r.totalChunks, receivedChunks: r.receivedChunks, complete: r.complete };
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.statusCode = status;
-  res.setHeader('content-type', 'application/json');
-  res.setHeader('content-length', Buffer.byteLength(text));
-  res.end(text);
 }
 
 /**
@@ -442,19 +336,21 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export function createIngestHandler(options: IngestHandlerOptions): IngestHandler {
   const ingest = new Ingest(options);
   const handler = ((req: IncomingMessage, res: ServerResponse) => ingest.handle(req, res)) as IngestHandler;
+  const events = ingest.emitter.events;
   Object.defineProperties(handler, {
     store: { value: ingest.store, enumerable: true },
-    on: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (ingest.events.on(event, listener as never), handler) },
-    off: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (ingest.events.off(event, listener as never), handler) },
+    state: { get: () => ingest.state, enumerable: true },
+    on: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (events.on(event, listener as never), handler) },
+    off: { value: (event: keyof IngestEvents, listener: (...args: never[]) => void) => (events.off(event, listener as never), handler) },
     stats: { value: () => ingest.stats() },
     redeliverPending: { value: () => ingest.redeliverPending() },
     prune: { value: () => ingest.prune() },
-    close: { value: () => ingest.close() },
+    close: { value: (o?: IngestCloseOptions) => ingest.close(o) },
     [Symbol.asyncDispose]: { value: () => ingest.close() },
   });
   // Reports completed before a crash but never delivered are offered again, once listeners can attach.
   setImmediate(() => {
-    ingest.redeliverPending().catch((err: unknown) => ingest.reportError(err));
+    if (ingest.state === 'running') ingest.redeliverPending().catch((err: unknown) => ingest.reportError(err));
   }).unref();
   return handler;
 }

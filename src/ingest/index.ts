@@ -4,15 +4,8 @@
  *
  * @module
  */
-export {
-  createIngestHandler,
-  type DeliveredEvent,
-  type IngestEvents,
-  type IngestHandler,
-  type IngestStats,
-  type RejectedEvent,
-  type StoredEvent,
-} from './handler.js';
+export { createIngestHandler, type IngestCloseOptions, type IngestHandler, type IngestHandlerState } from './handler.js';
+export type { DeliveredEvent, IngestEvents, IngestStats, RejectedEvent, StoredEvent } from './events.js';
 export { ingestDefaults, type Authenticate, type IngestHandlerOptions, type IngestedReport, type ReportInfo, type ResolvedIngestOptions } from './options.js';
 export { staticTokenAuthenticator } from './auth.js';
 export { SqliteIngestStore, INGEST_SCHEMA_VERSION } from './sqlite-store.js';

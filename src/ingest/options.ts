@@ -51,18 +51,32 @@ export interface IngestHandlerOptions {
   readonly maxCompressionRatio?: number;
   /** Largest uncompressed size of a whole report (sum of its chunks), in bytes. @default 268435456 (256 MiB) */
   readonly maxReportSizeBytes?: number;
+  /**
+   * Most JSON values (objects, arrays, strings, numbers…) in one report, and so
+   * in one chunk, counted before parsing. Bytes do not bound what parsing
+   * costs (50 MiB of `{},{},…` is 17 million objects); this does. About 15
+   * values per typical finding. @default 8000000
+   */
+  readonly maxJsonValues?: number;
   /** Most chunks per report (the protocol allows 10 000; a server may allow fewer). @default 10000 */
   readonly maxChunksPerReport?: number;
   /** Time allowed to receive a request body, in milliseconds; slower clients get 408. @default 60000 (60 s) */
   readonly bodyTimeoutMs?: number;
   /**
-   * Requests processed at once; more get 503 with `Retry-After`. Each holds
-   * at most `maxCompressedSizeBytes` of body plus `maxDecompressedSizeBytes`
-   * decompressed, so this bounds request memory (deliveries, which reassemble
-   * up to `maxReportSizeBytes`, come on top). @default 64
+   * Requests processed at once; more get 503 with `Retry-After`. Each holds at
+   * most `maxCompressedSizeBytes` of body and `maxDecompressedSizeBytes`
+   * decompressed; parsing runs one body at a time, bounded by `maxJsonValues`;
+   * deliveries run one report at a time. @default 64
    */
   readonly maxConcurrentRequests?: number;
-  /** `Retry-After` sent with 409 and 503, in seconds. @default 1 */
+  /**
+   * Requests of one tenant processed at once; more get 429 with `Retry-After`,
+   * so one tenant cannot take every slot of `maxConcurrentRequests`. @default 16
+   */
+  readonly maxConcurrentRequestsPerTenant?: number;
+  /** Time `authenticate` may take, in milliseconds; beyond it the request gets 503. @default 10000 (10 s) */
+  readonly authenticateTimeoutMs?: number;
+  /** `Retry-After` sent with 409, 429 and 503, in seconds. @default 1 */
   readonly retryAfterSeconds?: number;
   /** Free chunk bodies once `onReport` has succeeded (digests are kept, so repeats still dedupe). @default true */
   readonly dropChunksOnDelivery?: boolean;
@@ -90,12 +104,18 @@ export const ingestDefaults = Object.freeze({
   maxCompressionRatio: 100,
   /** 256 MiB. */
   maxReportSizeBytes: 256 * 1024 * 1024,
+  /** 8 million values. */
+  maxJsonValues: 8_000_000,
   /** 10 000 chunks, the protocol maximum. */
   maxChunksPerReport: MAX_CHUNKS_PER_REPORT,
   /** 60 s. */
   bodyTimeoutMs: 60_000,
   /** 64 requests. */
   maxConcurrentRequests: 64,
+  /** 16 requests. */
+  maxConcurrentRequestsPerTenant: 16,
+  /** 10 s. */
+  authenticateTimeoutMs: 10_000,
   /** 1 s. */
   retryAfterSeconds: 1,
   /** Chunk bodies are freed after delivery. */
@@ -132,8 +152,11 @@ export function resolveIngestOptions(options: IngestHandlerOptions): ResolvedIng
   v.number('maxCompressionRatio', o.maxCompressionRatio, 1);
   v.integer('maxReportSizeBytes', o.maxReportSizeBytes, 1);
   v.integer('maxChunksPerReport', o.maxChunksPerReport, 1, MAX_CHUNKS_PER_REPORT);
-  v.integer('bodyTimeoutMs', o.bodyTimeoutMs, 1);
+  v.timerMs('bodyTimeoutMs', o.bodyTimeoutMs, 1);
   v.integer('maxConcurrentRequests', o.maxConcurrentRequests, 1);
+  v.integer('maxConcurrentRequestsPerTenant', o.maxConcurrentRequestsPerTenant, 1);
+  v.integer('maxJsonValues', o.maxJsonValues, 1);
+  v.timerMs('authenticateTimeoutMs', o.authenticateTimeoutMs, 1);
   v.integer('retryAfterSeconds', o.retryAfterSeconds, 0);
   v.boolean('dropChunksOnDelivery', o.dropChunksOnDelivery);
   v.integer('incompleteReportTtlMs', o.incompleteReportTtlMs, 1);

@@ -2,35 +2,36 @@
  * Parsed chunks kept between upload and delivery. Every chunk is parsed on
  * arrival (to validate it); when its report completes soon after, delivery
  * reuses those objects instead of decompressing and parsing every chunk
- * again. Bounded by the chunks' uncompressed bytes; least recently stored
+ * again. Bounded by a cost per chunk (the handler uses its count of JSON
+ * values, which is what the parsed objects weigh); least recently stored
  * goes first, and a miss just falls back to the store.
  */
 import type { IngestedReport } from './options.js';
 
 const key = (tenantId: string, reportId: string, index: number): string => `${tenantId}\u0000${reportId}\u0000${index}`;
 
-/** A byte-bounded, insertion-ordered cache of parsed chunks. */
+/** A cost-bounded, insertion-ordered cache of parsed chunks. */
 export class ParsedChunkCache {
-  readonly #entries = new Map<string, { readonly value: IngestedReport; readonly bytes: number }>();
-  #bytes = 0;
+  readonly #entries = new Map<string, { readonly value: IngestedReport; readonly cost: number }>();
+  #cost = 0;
 
-  /** @param maxBytes - budget, in uncompressed bytes of the chunks held */
-  constructor(readonly maxBytes: number) {}
+  /** @param maxCost - budget, in the unit of the costs given to `set()` */
+  constructor(readonly maxCost: number) {}
 
-  /** Bytes held now. */
-  get bytes(): number {
-    return this.#bytes;
+  /** Cost held now. */
+  get cost(): number {
+    return this.#cost;
   }
 
   /** Keeps a parsed chunk; evicts the oldest entries to stay within budget. */
-  set(tenantId: string, reportId: string, index: number, value: IngestedReport, bytes: number): void {
-    if (bytes > this.maxBytes) return;
+  set(tenantId: string, reportId: string, index: number, value: IngestedReport, cost: number): void {
     const k = key(tenantId, reportId, index);
     this.#delete(k);
-    this.#entries.set(k, { value, bytes });
-    this.#bytes += bytes;
+    if (cost > this.maxCost) return;
+    this.#entries.set(k, { value, cost });
+    this.#cost += cost;
     for (const [oldest] of this.#entries) {
-      if (this.#bytes <= this.maxBytes) break;
+      if (this.#cost <= this.maxCost) break;
       this.#delete(oldest);
     }
   }
@@ -55,6 +56,6 @@ export class ParsedChunkCache {
     const entry = this.#entries.get(k);
     if (entry === undefined) return;
     this.#entries.delete(k);
-    this.#bytes -= entry.bytes;
+    this.#cost -= entry.cost;
   }
 }

@@ -3,7 +3,7 @@
  * foreign keys on), created 0600 in a 0700 directory.
  */
 import Database from 'better-sqlite3';
-import { StoreError } from '../errors.js';
+import { IllegalStateError, StoreError } from '../errors.js';
 import { ensurePrivateFile } from '../internal/private-fs.js';
 import type { BodyEncoding } from '../transport/index.js';
 import type { IngestStore, PendingDelivery, PruneCutoffs, PruneResult, PutChunkInput, PutChunkResult, ReportKind, StoredChunkBody, StoredReport } from './store.js';
@@ -20,6 +20,7 @@ const MIGRATIONS: readonly string[] = [
      total_chunks INTEGER NOT NULL,
      received_chunks INTEGER NOT NULL DEFAULT 0,
      received_bytes INTEGER NOT NULL DEFAULT 0,
+     received_values INTEGER NOT NULL DEFAULT 0,
      created_at INTEGER NOT NULL,
      completed_at INTEGER,
      delivered_at INTEGER,
@@ -99,12 +100,13 @@ export class SqliteIngestStore implements IngestStore {
         'SELECT kind, total_chunks, received_chunks, received_bytes, completed_at, delivered_at FROM reports WHERE tenant_id = ? AND report_id = ?',
       ),
       insertReport: db.prepare('INSERT INTO reports (tenant_id, report_id, kind, total_chunks, created_at) VALUES (?, ?, ?, ?, ?)'),
+      values: db.prepare<[string, string], { received_values: number }>('SELECT received_values FROM reports WHERE tenant_id = ? AND report_id = ?'),
       chunkDigest: db.prepare<[string, string, number], { sha256: string }>('SELECT sha256 FROM chunks WHERE tenant_id = ? AND report_id = ? AND idx = ?'),
       insertChunk: db.prepare(
         'INSERT INTO chunks (tenant_id, report_id, idx, sha256, raw_bytes, encoding, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       countChunk: db.prepare(
-        `UPDATE reports SET received_chunks = received_chunks + 1, received_bytes = received_bytes + ?,
+        `UPDATE reports SET received_chunks = received_chunks + 1, received_bytes = received_bytes + ?, received_values = received_values + ?,
            completed_at = CASE WHEN received_chunks + 1 = total_chunks THEN ? ELSE NULL END
          WHERE tenant_id = ? AND report_id = ?`,
       ),
@@ -134,10 +136,13 @@ export class SqliteIngestStore implements IngestStore {
             return { outcome: existing.sha256 === input.sha256 ? 'duplicate' : 'conflict', report, completedNow: false };
           }
         }
-        if ((report?.receivedBytes ?? 0) + input.rawBytes > input.maxReportBytes) return { outcome: 'too-large', report, completedNow: false };
+        const values = report === undefined ? 0 : (s.values.get(tenantId, reportId)?.received_values ?? 0);
+        if ((report?.receivedBytes ?? 0) + input.rawBytes > input.maxReportBytes || values + input.values > input.maxReportValues) {
+          return { outcome: 'too-large', report, completedNow: false };
+        }
         if (report === undefined) s.insertReport.run(tenantId, reportId, input.kind, input.total, now);
         s.insertChunk.run(tenantId, reportId, input.index, input.sha256, input.rawBytes, input.encoding, input.body, now);
-        s.countChunk.run(input.rawBytes, now, tenantId, reportId);
+        s.countChunk.run(input.rawBytes, input.values, now, tenantId, reportId);
         report = toReport(s.report.get(tenantId, reportId));
         return { outcome: 'stored', report, completedNow: report?.complete === true };
       })
@@ -146,16 +151,19 @@ export class SqliteIngestStore implements IngestStore {
 
   /** {@inheritDoc IngestStore.getReport} */
   async getReport(tenantId: string, reportId: string): Promise<StoredReport | undefined> {
+    this.#assertOpen();
     return toReport(this.#stmt.report.get(tenantId, reportId));
   }
 
   /** {@inheritDoc IngestStore.putChunk} */
   async putChunk(input: PutChunkInput): Promise<PutChunkResult> {
+    this.#assertOpen();
     return this.#put(input, Date.now());
   }
 
   /** {@inheritDoc IngestStore.readChunks} */
   async readChunks(tenantId: string, reportId: string): Promise<StoredChunkBody[]> {
+    this.#assertOpen();
     return this.#stmt.bodies.all(tenantId, reportId).map((row) => {
       if (row.body === null) throw new StoreError('OUTPOST_STORE_DATA_MISSING', `Chunk ${row.idx} of report ${reportId} has no body left (already delivered)`);
       return { index: row.idx, body: row.body, encoding: row.encoding };
@@ -164,6 +172,7 @@ export class SqliteIngestStore implements IngestStore {
 
   /** {@inheritDoc IngestStore.markDelivered} */
   async markDelivered(tenantId: string, reportId: string, options: { readonly dropBodies: boolean }): Promise<void> {
+    this.#assertOpen();
     this.#db.transaction(() => {
       this.#stmt.delivered.run(Date.now(), tenantId, reportId);
       if (options.dropBodies) this.#stmt.dropBodies.run(tenantId, reportId);
@@ -173,6 +182,7 @@ export class SqliteIngestStore implements IngestStore {
 
   /** {@inheritDoc IngestStore.listPendingDeliveries} */
   async listPendingDeliveries(limit: number, after?: PendingDelivery): Promise<PendingDelivery[]> {
+    this.#assertOpen();
     return this.#stmt.pending
       .all(after?.completedAt ?? -1, after?.tenantId ?? '', after?.reportId ?? '', limit)
       .map((r) => ({ tenantId: r.tenant_id, reportId: r.report_id, completedAt: r.completed_at }));
@@ -180,12 +190,17 @@ export class SqliteIngestStore implements IngestStore {
 
   /** {@inheritDoc IngestStore.prune} */
   async prune(cutoffs: PruneCutoffs): Promise<PruneResult> {
+    this.#assertOpen();
     const result = this.#db.transaction(() => ({
       incompleteReports: this.#stmt.pruneIncomplete.run(cutoffs.incompleteBefore).changes,
       deliveredReports: this.#stmt.pruneDelivered.run(cutoffs.deliveredBefore).changes,
     }))();
     if (result.incompleteReports + result.deliveredReports > 0) this.#db.pragma('incremental_vacuum');
     return result;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new IllegalStateError('use the ingest store', 'closed');
   }
 
   /** {@inheritDoc IngestStore.close} */

@@ -47,13 +47,17 @@ export interface PutChunkInput {
   readonly encoding: BodyEncoding;
   /** The report's uncompressed bytes may not exceed this. */
   readonly maxReportBytes: number;
+  /** JSON values in this chunk (see `maxJsonValues`). */
+  readonly values: number;
+  /** The report's JSON values may not exceed this. */
+  readonly maxReportValues: number;
 }
 
 /**
  * Outcome of {@link IngestStore.putChunk}, decided atomically:
  * `stored` (new), `duplicate` (same slot, same digest), `conflict` (same slot,
  * other digest), `total-mismatch`, `kind-mismatch`, `too-large` (the report
- * would exceed `maxReportBytes`). Only `stored` writes anything.
+ * would exceed `maxReportBytes` or `maxReportValues`). Only `stored` writes anything.
  */
 export type PutChunkOutcome = 'stored' | 'duplicate' | 'conflict' | 'total-mismatch' | 'kind-mismatch' | 'too-large';
 

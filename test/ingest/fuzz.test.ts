@@ -12,12 +12,27 @@ const KNOWN_CODES = new Set(Object.keys(ingestErrorStatus));
 let fx: IngestFixture;
 let pool: Pool;
 let seed: { raw: Buffer; frame: Buffer };
+/** Bombs: 8 MiB of zeros and of `{},` (ratios far over 100), the same frames lying about their size, and an undeclared frame. */
+let bombs: Buffer[] = [];
 
 beforeAll(async () => {
   fx = await startIngest({ maxCompressedSizeBytes: 256 * 1024, maxDecompressedSizeBytes: 1024 * 1024 });
   pool = new Pool(fx.server.url, { connections: 4 });
   const raw = Buffer.from(JSON.stringify({ findings: Array.from({ length: 300 }, (_, i) => ({ id: i, rule: `R${i % 7}` })) }));
   seed = { raw, frame: declareContentSize(await compress(raw, 3), raw.length) };
+  const zeros = Buffer.alloc(8 * 1024 * 1024);
+  const objects = Buffer.from(`[${'{},'.repeat(2_000_000)}{}]`);
+  const lie = (frame: Buffer, size: number): Buffer => {
+    const fhd = frame[4] as number;
+    const fcsLength = [0, 2, 4, 8][fhd >> 6] as number;
+    const fcs = Buffer.alloc(8);
+    fcs.writeBigUInt64LE(BigInt(size));
+    return Buffer.concat([frame.subarray(0, 4), Buffer.from([(fhd & 0x3f) | 0xc0]), frame.subarray(5, 6), fcs, frame.subarray(6 + fcsLength)]);
+  };
+  for (const data of [zeros, objects]) {
+    const frame = declareContentSize(await compress(data, 3), data.length);
+    bombs.push(frame, lie(frame, frame.length * 50), lie(frame, 1), lie(frame, 2 ** 40), await compress(data, 3));
+  }
 });
 
 afterAll(async () => {
@@ -52,6 +67,7 @@ const bodyLike = fc.oneof(
     return copy;
   }),
   fc.constant(0).map(() => seed.raw),
+  fc.nat().map((n) => bombs[n % bombs.length] as Buffer),
 );
 
 const request = fc.record({

@@ -15,7 +15,7 @@ afterEach(async () => {
 
 async function putWhole(store: SqliteIngestStore, tenantId: string, reportId: string): Promise<void> {
   const body = await encodeBody({ findings: [reportId] });
-  await store.putChunk({ tenantId, reportId, kind: 'whole', index: 0, total: 1, sha256: body.sha256, rawBytes: body.rawBytes, body: body.body, encoding: 'zstd', maxReportBytes: 1e9 });
+  await store.putChunk({ tenantId, reportId, kind: 'whole', index: 0, total: 1, sha256: body.sha256, rawBytes: body.rawBytes, body: body.body, encoding: 'zstd', maxReportBytes: 1e9, values: 3, maxReportValues: 1e9 });
 }
 
 describe('ingest handler lifecycle', () => {

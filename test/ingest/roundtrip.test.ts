@@ -150,7 +150,7 @@ describe('HttpUploader ↔ ingest handler', () => {
       const dbPath = join(tmp.dir, 'ingest.db');
       const store = new SqliteIngestStore(dbPath);
       const body = await encodeBody({ findings: [{ id: 1 }] });
-      await store.putChunk({ tenantId: 'tenant-a', reportId: 'orphan', kind: 'whole', index: 0, total: 1, sha256: body.sha256, rawBytes: body.rawBytes, body: body.body, encoding: 'zstd', maxReportBytes: 1e9 });
+      await store.putChunk({ tenantId: 'tenant-a', reportId: 'orphan', kind: 'whole', index: 0, total: 1, sha256: body.sha256, rawBytes: body.rawBytes, body: body.body, encoding: 'zstd', maxReportBytes: 1e9, values: 3, maxReportValues: 1e9 });
       await store.close(); // "crash" before onReport ran
       const delivered: unknown[] = [];
       const handler = createIngestHandler({ store: dbPath, authenticate: () => undefined, onReport: (r) => void delivered.push(r) });
