@@ -1,5 +1,6 @@
 /**
- * Transport benchmark (`npm run bench -- transport`).
+ * Transport benchmark (`npm run bench -- transport`). It measures the built
+ * package (`dist/`, what users run), not the TypeScript sources.
  *
  * (a) Upload throughput: `HttpUploader.uploadChunk` against raw undici
  *     `Pool#request` (same connections, headers and bodies) to a bare
@@ -16,21 +17,23 @@
  * BENCH_ROUNDS (interleaved rounds, default 3), BENCH_CONCURRENCY (default 8).
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { decompress } from '@mongodb-js/zstd';
 import { Pool } from 'undici';
-import { createIngestHandler, type IngestStats } from '../src/ingest/index.js';
-import { HttpUploader, encodeBody, type ChunkUpload, type EncodedBody } from '../src/transport/index.js';
+import { createIngestHandler, type IngestStats } from 'outpost-sdk/ingest';
+import { HttpUploader, encodeBody, type ChunkUpload, type EncodedBody } from 'outpost-sdk/transport';
 
 type ServerKind = 'sink' | 'ingest';
 type FromServer = { readonly port: number } | { readonly stats: IngestStats | undefined; readonly errors: number };
 
 const TOKEN = 'bench-token';
 const TENANT = 'tenant-a';
-const USER_AGENT = 'outpost-sdk/0.1.0'; // the uploader's default, sent by the undici baseline too
+// The uploader's default User-Agent, sent by the undici baseline too.
+const USER_AGENT = `outpost-sdk/${(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version}`;
 const C = intEnv('BENCH_CONCURRENCY', 8);
 const RUN_SECONDS = Number(process.env['BENCH_SECONDS'] ?? 4);
 if (!(RUN_SECONDS > 0)) throw new Error('BENCH_SECONDS must be a positive number');
