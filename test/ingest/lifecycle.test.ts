@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError } from '../../src/errors.js';
+import { IllegalStateError, InvalidOptionError } from '../../src/errors.js';
 import { SqliteIngestStore, createIngestHandler } from '../../src/ingest/index.js';
 import { encodeBody } from '../../src/transport/index.js';
 import { until } from '../helpers/http.js';
@@ -109,5 +109,7 @@ describe('ingest handler lifecycle', () => {
     await handler.close();
     await handler.close();
     expect(vi.getTimerCount()).toBe(0);
+    // The SQLite database the handler opened is closed too.
+    await expect(handler.store.getReport('t', 'r')).rejects.toBeInstanceOf(IllegalStateError);
   });
 });
