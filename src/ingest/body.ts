@@ -12,7 +12,8 @@ import { IngestError } from '../errors.js';
  */
 export function readBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   // A client gone while we authenticated, or a body parser mounted before us, leaves nothing to wait for.
-  if (req.destroyed && !req.complete) return Promise.reject(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Client went away before its body was read'));
+  // (Node drops the buffered body of a destroyed request and emits nothing more, even when it had arrived in full.)
+  if (req.destroyed) return Promise.reject(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'Client went away before its body was read'));
   if (req.readableEnded) {
     return Promise.reject(new IngestError('OUTPOST_INGEST_BAD_REQUEST', 'The request body was already consumed (mount the ingest handler before any body parser)'));
   }

@@ -27,6 +27,7 @@ export class Deliveries {
   readonly #parsed = new ParsedChunkCache(PARSED_CACHE_VALUES);
   readonly #running = new Map<string, Promise<boolean>>();
   #tail: Promise<unknown> = Promise.resolve();
+  #stopped = false;
 
   constructor(
     private readonly store: IngestStore,
@@ -69,12 +70,21 @@ export class Deliveries {
     return delivered;
   }
 
+  /**
+   * Stops starting deliveries: queued ones resolve false at once and stay
+   * pending in the store for the next start. The one running is not interrupted.
+   */
+  stop(): void {
+    this.#stopped = true;
+  }
+
   /** Settles once every queued delivery has. */
   async idle(): Promise<void> {
     await Promise.allSettled([...this.#running.values()]);
   }
 
   async #deliverOnce(tenantId: string, reportId: string): Promise<boolean> {
+    if (this.#stopped) return false;
     try {
       const report = await this.store.getReport(tenantId, reportId);
       if (report === undefined || !report.complete || report.delivered) return false;

@@ -6,6 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { IllegalStateError, IngestError, OutpostError, type OutpostErrorOptions } from '../errors.js';
 import { raceDeadline } from '../internal/abort.js';
+import { MAX_TIMER_MS } from '../internal/validate.js';
 import { PATH_CHUNKS, PATH_REPORTS, isValidId } from '../internal/protocol.js';
 import { parsePayload } from './assemble.js';
 import { readBody } from './body.js';
@@ -85,6 +86,10 @@ class Ingest {
   readonly #pruneTimer: NodeJS.Timeout;
   #state: IngestHandlerState = 'running';
   #closing: Promise<void> | undefined;
+  /** Aborted by any `close({ signal })` whose signal fires: stop waiting for in-flight work. */
+  readonly #stopWaiting = new AbortController();
+  /** Aborted once closed, to drop the listeners on callers' signals. */
+  readonly #closedSignal = new AbortController();
 
   constructor(options: IngestHandlerOptions) {
     this.#o = resolveIngestOptions(options);
@@ -194,6 +199,8 @@ class Ingest {
       const values = countJsonValues(raw);
       if (values > o.maxJsonValues) throw new IngestError('OUTPOST_INGEST_TOO_LARGE', `Body holds about ${values} JSON values, over ${o.maxJsonValues}`);
       const parsed = parsePayload(raw);
+      // A close that gave up waiting may have closed the store: answer 503 (retry elsewhere or later), store nothing.
+      if (this.#state === 'closed') throw this.#busy('OUTPOST_INGEST_UNAVAILABLE', 'Server is shutting down');
       const result = await this.#storeCall(() =>
         this.store.putChunk({
           tenantId,
@@ -301,18 +308,26 @@ class Ingest {
   }
 
   close(options: IngestCloseOptions = {}): Promise<void> {
+    // Any call's signal (not just the first one's) can end the wait.
+    const signal = options.signal;
+    if (signal !== undefined && this.#state !== 'closed') {
+      if (signal.aborted) this.#stopWaiting.abort();
+      else signal.addEventListener('abort', () => this.#stopWaiting.abort(), { once: true, signal: this.#closedSignal.signal });
+    }
     this.#closing ??= (async () => {
       this.#state = 'closing';
       clearInterval(this.#pruneTimer);
+      this.#deliveries.stop(); // queued deliveries stay pending for the next start
       const drained = (async () => {
         await Promise.allSettled([...this.#inFlight]);
         await this.#deliveries.idle();
       })();
       try {
-        await (options.signal === undefined ? drained : raceDeadline(drained, options.signal, 2_147_483_647, () => undefined).catch(() => undefined));
+        await raceDeadline(drained, this.#stopWaiting.signal, MAX_TIMER_MS, () => undefined).catch(() => undefined);
       } finally {
-        if (this.#ownsStore) await this.store.close();
         this.#state = 'closed';
+        this.#closedSignal.abort(); // removes the listeners on callers' signals
+        if (this.#ownsStore) await this.store.close();
       }
     })();
     return this.#closing;

@@ -75,7 +75,7 @@ function toReport(row: ReportRow | undefined): StoredReport | undefined {
  */
 export class SqliteIngestStore implements IngestStore {
   readonly #db: Database.Database;
-  readonly #stmt;
+  readonly #stmt: ReturnType<typeof prepareStatements>;
   readonly #put: (input: PutChunkInput, now: number) => PutChunkResult;
   #closed = false;
 
@@ -91,38 +91,11 @@ export class SqliteIngestStore implements IngestStore {
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       migrate(db);
+      this.#stmt = prepareStatements(db);
     } catch (err) {
-      db.close();
+      db.close(); // never leave the file open behind a failed open
       throw err;
     }
-    this.#stmt = {
-      report: db.prepare<[string, string], ReportRow>(
-        'SELECT kind, total_chunks, received_chunks, received_bytes, completed_at, delivered_at FROM reports WHERE tenant_id = ? AND report_id = ?',
-      ),
-      insertReport: db.prepare('INSERT INTO reports (tenant_id, report_id, kind, total_chunks, created_at) VALUES (?, ?, ?, ?, ?)'),
-      values: db.prepare<[string, string], { received_values: number }>('SELECT received_values FROM reports WHERE tenant_id = ? AND report_id = ?'),
-      chunkDigest: db.prepare<[string, string, number], { sha256: string }>('SELECT sha256 FROM chunks WHERE tenant_id = ? AND report_id = ? AND idx = ?'),
-      insertChunk: db.prepare(
-        'INSERT INTO chunks (tenant_id, report_id, idx, sha256, raw_bytes, encoding, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
-      countChunk: db.prepare(
-        `UPDATE reports SET received_chunks = received_chunks + 1, received_bytes = received_bytes + ?, received_values = received_values + ?,
-           completed_at = CASE WHEN received_chunks + 1 = total_chunks THEN ? ELSE NULL END
-         WHERE tenant_id = ? AND report_id = ?`,
-      ),
-      bodies: db.prepare<[string, string], { idx: number; body: Buffer | null; encoding: BodyEncoding }>(
-        'SELECT idx, body, encoding FROM chunks WHERE tenant_id = ? AND report_id = ? ORDER BY idx',
-      ),
-      delivered: db.prepare('UPDATE reports SET delivered_at = ? WHERE tenant_id = ? AND report_id = ?'),
-      dropBodies: db.prepare('UPDATE chunks SET body = NULL WHERE tenant_id = ? AND report_id = ?'),
-      pending: db.prepare<[number, string, string, number], { tenant_id: string; report_id: string; completed_at: number }>(
-        `SELECT tenant_id, report_id, completed_at FROM reports
-         WHERE completed_at IS NOT NULL AND delivered_at IS NULL AND (completed_at, tenant_id, report_id) > (?, ?, ?)
-         ORDER BY completed_at, tenant_id, report_id LIMIT ?`,
-      ),
-      pruneIncomplete: db.prepare('DELETE FROM reports WHERE completed_at IS NULL AND created_at < ?'),
-      pruneDelivered: db.prepare('DELETE FROM reports WHERE delivered_at IS NOT NULL AND delivered_at < ?'),
-    };
     const s = this.#stmt;
     this.#put = db
       .transaction((input: PutChunkInput, now: number): PutChunkResult => {
@@ -209,6 +182,38 @@ export class SqliteIngestStore implements IngestStore {
     this.#closed = true;
     this.#db.close();
   }
+}
+
+/** Every statement the store runs, prepared once. */
+function prepareStatements(db: Database.Database) {
+  return {
+    report: db.prepare<[string, string], ReportRow>(
+      'SELECT kind, total_chunks, received_chunks, received_bytes, completed_at, delivered_at FROM reports WHERE tenant_id = ? AND report_id = ?',
+    ),
+    insertReport: db.prepare('INSERT INTO reports (tenant_id, report_id, kind, total_chunks, created_at) VALUES (?, ?, ?, ?, ?)'),
+    values: db.prepare<[string, string], { received_values: number }>('SELECT received_values FROM reports WHERE tenant_id = ? AND report_id = ?'),
+    chunkDigest: db.prepare<[string, string, number], { sha256: string }>('SELECT sha256 FROM chunks WHERE tenant_id = ? AND report_id = ? AND idx = ?'),
+    insertChunk: db.prepare(
+      'INSERT INTO chunks (tenant_id, report_id, idx, sha256, raw_bytes, encoding, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+    ),
+    countChunk: db.prepare(
+      `UPDATE reports SET received_chunks = received_chunks + 1, received_bytes = received_bytes + ?, received_values = received_values + ?,
+         completed_at = CASE WHEN received_chunks + 1 = total_chunks THEN ? ELSE NULL END
+       WHERE tenant_id = ? AND report_id = ?`,
+    ),
+    bodies: db.prepare<[string, string], { idx: number; body: Buffer | null; encoding: BodyEncoding }>(
+      'SELECT idx, body, encoding FROM chunks WHERE tenant_id = ? AND report_id = ? ORDER BY idx',
+    ),
+    delivered: db.prepare('UPDATE reports SET delivered_at = ? WHERE tenant_id = ? AND report_id = ?'),
+    dropBodies: db.prepare('UPDATE chunks SET body = NULL WHERE tenant_id = ? AND report_id = ?'),
+    pending: db.prepare<[number, string, string, number], { tenant_id: string; report_id: string; completed_at: number }>(
+      `SELECT tenant_id, report_id, completed_at FROM reports
+       WHERE completed_at IS NOT NULL AND delivered_at IS NULL AND (completed_at, tenant_id, report_id) > (?, ?, ?)
+       ORDER BY completed_at, tenant_id, report_id LIMIT ?`,
+    ),
+    pruneIncomplete: db.prepare('DELETE FROM reports WHERE completed_at IS NULL AND created_at < ?'),
+    pruneDelivered: db.prepare('DELETE FROM reports WHERE delivered_at IS NOT NULL AND delivered_at < ?'),
+  };
 }
 
 function migrate(db: Database.Database): void {

@@ -135,6 +135,24 @@ describe('ingest handler: cost and abuse bounds', () => {
     await until(() => fx?.handler.stats().inFlight === 0, 1_000);
   });
 
+  it('frees the slot at once when a client sends its whole body and leaves while being authenticated', async () => {
+    let release: (tenant: string) => void = () => undefined;
+    fx = await startIngest({ authenticate: () => new Promise<string>((r) => (release = r)), bodyTimeoutMs: 60_000 });
+    const raw = Buffer.from('{}');
+    const body = await zstd(raw);
+    const serverSide = new Promise<import('node:net').Socket>((r) => fx?.server.server.once('connection', r));
+    const socket = connect(Number(new URL(fx.server.url).port), '127.0.0.1');
+    socket.write(['POST /v1/chunks HTTP/1.1', 'host: x', ...Object.entries(headers(raw)).map(([k, v]) => `${k}: ${v}`), `content-length: ${body.length}`, '', ''].join('\r\n'));
+    await new Promise<void>((r) => socket.write(body, () => r()));
+    await until(() => fx?.handler.stats().inFlight === 1);
+    const closed = new Promise((r) => void serverSide.then((s) => s.once('close', r)));
+    socket.destroy();
+    await closed; // the server saw the client go while authenticate was still pending
+    release('tenant-a');
+    await until(() => fx?.handler.stats().inFlight === 0, 1_000);
+    expect(fx.handler.stats().stored).toBe(0);
+  });
+
   it('answers 503 when authenticate hangs past authenticateTimeoutMs, and frees the slot', async () => {
     const errors: unknown[] = [];
     fx = await startIngest({ authenticate: () => new Promise<string>(() => undefined), authenticateTimeoutMs: 50 });
@@ -236,6 +254,31 @@ describe('ingest handler: concurrency and lifecycle', () => {
     await expect(fx.handler.redeliverPending()).rejects.toBeInstanceOf(IllegalStateError);
     await expect(fx.handler.prune()).rejects.toBeInstanceOf(IllegalStateError);
     socket.destroy();
+  });
+
+  it('starts no queued delivery once closing, and none at all after close gave up waiting', async () => {
+    const started: string[] = [];
+    let release: () => void = () => undefined;
+    const store = new SqliteIngestStore(':memory:');
+    fx = await startIngest({
+      store,
+      onReport: (_r, { reportId }) => {
+        started.push(reportId);
+        return new Promise<void>((r) => (release = r));
+      },
+    });
+    const client = fx.client();
+    for (const id of ['first', 'second', 'third']) await client.uploadReport({ reportId: id, ...(await encodeBody({})) });
+    await until(() => started.length === 1);
+    const closing = fx.handler.close(); // no signal: would wait for 'first' forever
+    await fx.handler.close({ signal: AbortSignal.timeout(50) }); // a later call's signal bounds the wait
+    await closing;
+    release();
+    await new Promise((r) => setTimeout(r, 50));
+    expect(started).toEqual(['first']);
+    // The queued reports are still pending in the store, for the next start.
+    expect((await store.listPendingDeliveries(10)).map((p) => p.reportId).sort()).toEqual(['second', 'third']);
+    await store.close();
   });
 
   it('stops waiting for a hung onReport when the close signal aborts', async () => {
