@@ -22,35 +22,6 @@ export function sleep(ms: number, signal?: AbortSignal, options: { unref?: boole
 }
 
 /**
- * An `AbortController` that aborts when `parent` aborts (with the parent's
- * reason) or after `timeoutMs` (with `timeoutReason()`). Call `dispose()` when
- * done: it clears the timer and the listener.
- */
-export function linkedTimeout(
-  parent: AbortSignal | undefined,
-  timeoutMs: number,
-  timeoutReason: () => unknown,
-): { readonly signal: AbortSignal; readonly timedOut: () => boolean; dispose(): void } {
-  const controller = new AbortController();
-  let timedOut = false;
-  const onAbort = (): void => controller.abort(parent?.reason);
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort(timeoutReason());
-  }, timeoutMs);
-  if (parent?.aborted) onAbort();
-  else parent?.addEventListener('abort', onAbort, { once: true });
-  return {
-    signal: controller.signal,
-    timedOut: () => timedOut,
-    dispose() {
-      clearTimeout(timer);
-      parent?.removeEventListener('abort', onAbort);
-    },
-  };
-}
-
-/**
  * Settles like `promise`, but rejects with `signal.reason` when `signal`
  * aborts first and with `timeoutError()` after `timeoutMs`. The promise
  * itself cannot be cancelled: a late rejection of it is swallowed.

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ingestErrorStatus } from '../../src/errors.js';
 import { declareContentSize } from '../../src/internal/zstd-frame.js';
 import { startIngest, type IngestFixture } from '../helpers/ingest.js';
+import { withDeclaredSize } from '../helpers/protocol.js';
 
 const KNOWN_CODES = new Set(Object.keys(ingestErrorStatus));
 
@@ -22,13 +23,7 @@ beforeAll(async () => {
   seed = { raw, frame: declareContentSize(await compress(raw, 3), raw.length) };
   const zeros = Buffer.alloc(8 * 1024 * 1024);
   const objects = Buffer.from(`[${'{},'.repeat(2_000_000)}{}]`);
-  const lie = (frame: Buffer, size: number): Buffer => {
-    const fhd = frame[4] as number;
-    const fcsLength = [0, 2, 4, 8][fhd >> 6] as number;
-    const fcs = Buffer.alloc(8);
-    fcs.writeBigUInt64LE(BigInt(size));
-    return Buffer.concat([frame.subarray(0, 4), Buffer.from([(fhd & 0x3f) | 0xc0]), frame.subarray(5, 6), fcs, frame.subarray(6 + fcsLength)]);
-  };
+  const lie = withDeclaredSize;
   for (const data of [zeros, objects]) {
     const frame = declareContentSize(await compress(data, 3), data.length);
     bombs.push(frame, lie(frame, frame.length * 50), lie(frame, 1), lie(frame, 2 ** 40), await compress(data, 3));

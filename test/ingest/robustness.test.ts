@@ -1,16 +1,15 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { compress } from '@mongodb-js/zstd';
 import { request } from 'undici';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { IllegalStateError, StoreError } from '../../src/errors.js';
 import { SqliteIngestStore, createIngestHandler, type IngestStore } from '../../src/ingest/index.js';
-import { declareContentSize } from '../../src/internal/zstd-frame.js';
 import { encodeBody, type ChunkUpload } from '../../src/transport/index.js';
 import { startServer, until } from '../helpers/http.js';
 import { startIngest, tempDir, type IngestFixture } from '../helpers/ingest.js';
+import { chunkHeaders, withDeclaredSize, zstdFrame } from '../helpers/protocol.js';
 
 let fx: IngestFixture | undefined;
 afterEach(async () => {
@@ -19,19 +18,8 @@ afterEach(async () => {
   fx = undefined;
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest();
-
 function headers(raw: Buffer, reportId = 'r1', index = 0, total = 1, token = 'token-a'): Record<string, string> {
-  const digest = sha(raw);
-  return {
-    authorization: `Bearer ${token}`,
-    'content-encoding': 'zstd',
-    'outpost-report-id': reportId,
-    'outpost-chunk-index': String(index),
-    'outpost-chunk-total': String(total),
-    'repr-digest': `sha-256=:${digest.toString('base64')}:`,
-    'idempotency-key': `${reportId}:${index}:${digest.toString('hex')}`,
-  };
+  return chunkHeaders(raw, { authorization: `Bearer ${token}` }, reportId, index, total);
 }
 
 async function post(url: string, h: Record<string, string>, body: Buffer): Promise<{ status: number; code: string | undefined; message: string | undefined }> {
@@ -40,9 +28,7 @@ async function post(url: string, h: Record<string, string>, body: Buffer): Promi
   return { status: res.statusCode, code: json.error?.code, message: json.error?.message };
 }
 
-async function zstd(raw: Buffer): Promise<Buffer> {
-  return declareContentSize(await compress(raw, 3), raw.length);
-}
+const zstd = zstdFrame;
 
 /** A store that behaves like SQLite except where a test overrides it. */
 function storeWith(overrides: Partial<IngestStore>): IngestStore {
@@ -85,11 +71,7 @@ describe('ingest handler: cost and abuse bounds', () => {
     const raw = Buffer.alloc(3 * 1024 * 1024, 0x20);
     const honest = await zstd(raw);
     // Claim a plausible 50:1 size; the blocks can really produce 3 MiB.
-    const fhd = honest[4] as number;
-    const fcsLength = [0, 2, 4, 8][fhd >> 6] as number;
-    const fcs = Buffer.alloc(8);
-    fcs.writeBigUInt64LE(BigInt(honest.length * 50));
-    const lying = Buffer.concat([honest.subarray(0, 4), Buffer.from([(fhd & 0x3f) | 0xc0]), honest.subarray(5, 6), fcs, honest.subarray(6 + fcsLength)]);
+    const lying = withDeclaredSize(honest, honest.length * 50);
     const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0])]);
     const padded = Buffer.concat([lying, ...Array<Buffer>(1000).fill(skippable)]);
     const res = await post(fx.server.url, headers(raw), padded);

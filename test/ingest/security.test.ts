@@ -5,9 +5,9 @@ import { compress } from '@mongodb-js/zstd';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ingestErrorStatus } from '../../src/errors.js';
-import { declareContentSize } from '../../src/internal/zstd-frame.js';
 import { encodeBody } from '../../src/transport/index.js';
 import { until } from '../helpers/http.js';
+import { chunkHeaders, withDeclaredSize, zstdFrame } from '../helpers/protocol.js';
 import { startIngest, type IngestFixture } from '../helpers/ingest.js';
 
 let fx: IngestFixture | undefined;
@@ -25,22 +25,6 @@ interface Sent {
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest();
 
-/** Headers of a well-formed chunk request for `raw` (uncompressed JSON bytes); `over` replaces any of them. */
-function chunkHeaders(raw: Buffer, over: Record<string, string | undefined> = {}, reportId = 'r1', index = 0, total = 1): Record<string, string> {
-  const digest = sha(raw);
-  const h: Record<string, string | undefined> = {
-    authorization: 'Bearer token-a',
-    'content-encoding': 'zstd',
-    'outpost-report-id': reportId,
-    'outpost-chunk-index': String(index),
-    'outpost-chunk-total': String(total),
-    'repr-digest': `sha-256=:${digest.toString('base64')}:`,
-    'idempotency-key': `${reportId}:${index}:${digest.toString('hex')}`,
-    ...over,
-  };
-  return Object.fromEntries(Object.entries(h).filter(([, v]) => v !== undefined)) as Record<string, string>;
-}
-
 async function send(path: string, headers: Record<string, string>, body?: Buffer, method = body === undefined ? 'GET' : 'POST'): Promise<Sent> {
   const res = await request(`${fx?.server.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
   const text = await res.body.text();
@@ -49,22 +33,8 @@ async function send(path: string, headers: Record<string, string>, body?: Buffer
   return { status: res.statusCode, code, headers: res.headers, json };
 }
 
-async function zstd(raw: Buffer): Promise<Buffer> {
-  return declareContentSize(await compress(raw, 3), raw.length);
-}
-
-/** Rewrites a frame's header to declare `size` in an 8-byte Frame_Content_Size, whatever it declared before. */
-function lieAboutSize(frame: Buffer, size: number): Buffer {
-  const fhd = frame[4] as number;
-  const single = (fhd >> 5) & 1;
-  const fcsLength = [single ? 1 : 0, 2, 4, 8][fhd >> 6] as number;
-  const dictLength = [0, 1, 2, 4][fhd & 3] as number;
-  const keep = frame.subarray(5, 5 + (single ? 0 : 1) + dictLength);
-  const rest = frame.subarray(5 + keep.length + fcsLength);
-  const fcs = Buffer.alloc(8);
-  fcs.writeBigUInt64LE(BigInt(size));
-  return Buffer.concat([frame.subarray(0, 4), Buffer.from([(fhd & 0x3f) | 0xc0]), keep, fcs, rest]);
-}
+const zstd = zstdFrame;
+const lieAboutSize = withDeclaredSize;
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
