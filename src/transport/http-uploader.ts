@@ -183,20 +183,19 @@ export class HttpUploader implements Uploader {
     const o = this.options;
     const deadline = performance.now() + o.uploadTimeoutMs;
     const timeoutError = (): UploadTimeoutError => new UploadTimeoutError(o.uploadTimeoutMs);
-    let token: string;
     if (typeof o.token === 'function') {
       // The token fetch is part of the attempt: same deadline, same signal. A token
       // function's own failure is not an upload failure: it propagates unchanged.
       const fetchToken = o.token;
-      token = await raceDeadline(Promise.resolve().then(fetchToken), signal, o.uploadTimeoutMs, timeoutError);
+      const token = await raceDeadline(Promise.resolve().then(fetchToken), signal, o.uploadTimeoutMs, timeoutError);
       this.#assertOpen(); // close() may have run meanwhile
+      if (typeof token !== 'string' || !TOKEN68.test(token)) {
+        throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
+      }
+      headers['authorization'] = `Bearer ${token}`;
     } else {
-      token = o.token;
+      headers['authorization'] = this.#staticAuthorization; // validated by the constructor
     }
-    if (typeof token !== 'string' || !TOKEN68.test(token)) {
-      throw new InvalidArgumentError('The bearer token must be token68 characters ([A-Za-z0-9-._~+/] then optional =)');
-    }
-    headers['authorization'] = token === o.token ? this.#staticAuthorization : `Bearer ${token}`;
     const dispatcher = this.start().#dispatcher as Dispatcher;
     let res: Exchange;
     try {
