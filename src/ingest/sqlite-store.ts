@@ -48,6 +48,7 @@ interface ReportRow {
   total_chunks: number;
   received_chunks: number;
   received_bytes: number;
+  received_values: number;
   completed_at: number | null;
   delivered_at: number | null;
 }
@@ -100,7 +101,8 @@ export class SqliteIngestStore implements IngestStore {
     this.#put = db
       .transaction((input: PutChunkInput, now: number): PutChunkResult => {
         const { tenantId, reportId } = input;
-        let report = toReport(s.report.get(tenantId, reportId));
+        const row = s.report.get(tenantId, reportId);
+        let report = toReport(row);
         if (report !== undefined) {
           if (report.kind !== input.kind) return { outcome: 'kind-mismatch', report, completedNow: false };
           if (report.totalChunks !== input.total) return { outcome: 'total-mismatch', report, completedNow: false };
@@ -109,7 +111,7 @@ export class SqliteIngestStore implements IngestStore {
             return { outcome: existing.sha256 === input.sha256 ? 'duplicate' : 'conflict', report, completedNow: false };
           }
         }
-        const values = report === undefined ? 0 : (s.values.get(tenantId, reportId)?.received_values ?? 0);
+        const values = row?.received_values ?? 0;
         if ((report?.receivedBytes ?? 0) + input.rawBytes > input.maxReportBytes || values + input.values > input.maxReportValues) {
           return { outcome: 'too-large', report, completedNow: false };
         }
@@ -188,10 +190,9 @@ export class SqliteIngestStore implements IngestStore {
 function prepareStatements(db: Database.Database) {
   return {
     report: db.prepare<[string, string], ReportRow>(
-      'SELECT kind, total_chunks, received_chunks, received_bytes, completed_at, delivered_at FROM reports WHERE tenant_id = ? AND report_id = ?',
+      'SELECT kind, total_chunks, received_chunks, received_bytes, received_values, completed_at, delivered_at FROM reports WHERE tenant_id = ? AND report_id = ?',
     ),
     insertReport: db.prepare('INSERT INTO reports (tenant_id, report_id, kind, total_chunks, created_at) VALUES (?, ?, ?, ?, ?)'),
-    values: db.prepare<[string, string], { received_values: number }>('SELECT received_values FROM reports WHERE tenant_id = ? AND report_id = ?'),
     chunkDigest: db.prepare<[string, string, number], { sha256: string }>('SELECT sha256 FROM chunks WHERE tenant_id = ? AND report_id = ? AND idx = ?'),
     insertChunk: db.prepare(
       'INSERT INTO chunks (tenant_id, report_id, idx, sha256, raw_bytes, encoding, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
