@@ -82,9 +82,13 @@ export class ListenerError extends OutpostError {
 }
 
 /** The codes a {@link StoreError} can carry. */
-export type StoreErrorCode = 'OUTPOST_STORE_SCHEMA_TOO_NEW' | 'OUTPOST_STORE_DATA_MISSING';
+export type StoreErrorCode = 'OUTPOST_STORE_SCHEMA_TOO_NEW' | 'OUTPOST_STORE_DATA_MISSING' | 'OUTPOST_STORE_FAILED';
 
-/** A database holds something this version cannot use (a newer schema, a body already freed). Nothing was changed. */
+/**
+ * A database holds something this version cannot use (a newer schema, a body
+ * already freed; nothing was changed), or a database operation failed for a
+ * reason other than a full disk (`OUTPOST_STORE_FAILED`, the SQLite error as `cause`).
+ */
 export class StoreError extends OutpostError {
   declare readonly code: StoreErrorCode;
   /**
@@ -265,5 +269,65 @@ export class IngestError extends OutpostError {
     super(code, message, options);
     this.status = ingestErrorStatus[code];
     this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/** A chunk outbox submission the caller must change: an item too large for one chunk, too many chunks, or a report id reused with different content. */
+export type ChunkErrorCode = 'OUTPOST_CHUNK_ITEM_TOO_LARGE' | 'OUTPOST_CHUNK_TOO_MANY' | 'OUTPOST_REPORT_CONFLICT';
+
+/**
+ * A report the chunk outbox refused before storing anything: retrying the same
+ * call cannot succeed. Nothing already stored was changed.
+ */
+export class ChunkError extends OutpostError {
+  declare readonly code: ChunkErrorCode;
+  /**
+   * @param code - one of {@link ChunkErrorCode}
+   * @param message - what is wrong and what limit was hit
+   */
+  constructor(code: ChunkErrorCode, message: string, options?: OutpostErrorOptions) {
+    super(code, message, options);
+  }
+}
+
+/**
+ * The chunk outbox is over `maxStorageMB` and cleanup could not make room
+ * (`onStorageFull: 'reject'`): the submission was refused and nothing stored
+ * was touched. Retry once uploads drain. Code `OUTPOST_STORAGE_FULL`; the
+ * subclass {@link DiskFullError} (`OUTPOST_DISK_FULL`) means the disk itself is full.
+ */
+export class StorageFullError extends OutpostError {
+  /** On-disk size of the database when the submission was refused, in bytes. */
+  readonly storedBytes: number;
+  /** The limit in bytes (`maxStorageMB` × 1 MiB); `undefined` for a real disk-full. */
+  readonly limitBytes: number | undefined;
+  /**
+   * @param message - what was refused
+   * @param details - sizes, and the SQLite or filesystem error as `cause`
+   * @param code - `OUTPOST_STORAGE_FULL` (the default) or `OUTPOST_DISK_FULL`
+   */
+  constructor(
+    message: string,
+    details: OutpostErrorOptions & { readonly storedBytes: number; readonly limitBytes?: number | undefined },
+    code: 'OUTPOST_STORAGE_FULL' | 'OUTPOST_DISK_FULL' = 'OUTPOST_STORAGE_FULL',
+  ) {
+    super(code, message, details);
+    this.storedBytes = details.storedBytes;
+    this.limitBytes = details.limitBytes;
+  }
+}
+
+/**
+ * The filesystem holding the database is full (`SQLITE_FULL`, `ENOSPC`). The
+ * write was rolled back as a whole: nothing stored is lost or corrupted, and
+ * writes succeed again once space is freed. Code `OUTPOST_DISK_FULL`.
+ */
+export class DiskFullError extends StorageFullError {
+  /**
+   * @param message - what could not be written
+   * @param details - on-disk size and the SQLite error as `cause`
+   */
+  constructor(message: string, details: OutpostErrorOptions & { readonly storedBytes: number }) {
+    super(message, { ...details, limitBytes: undefined }, 'OUTPOST_DISK_FULL');
   }
 }

@@ -6,7 +6,7 @@
 import { IngestDeliveryError } from '../errors.js';
 import { zstdDecompress } from '../internal/zstd.js';
 import { assembleReport, parsePayload } from './assemble.js';
-import type { SafeEmitter } from './events.js';
+import type { IngestEmitter } from './events.js';
 import type { IngestedReport, ReportInfo } from './options.js';
 import { ParsedChunkCache } from './parsed-cache.js';
 import type { IngestStore, PendingDelivery } from './store.js';
@@ -33,7 +33,7 @@ export class Deliveries {
     private readonly store: IngestStore,
     private readonly onReport: (report: IngestedReport, info: ReportInfo) => void | Promise<void>,
     private readonly dropBodies: boolean,
-    private readonly emitter: SafeEmitter,
+    private readonly emitter: IngestEmitter,
     private readonly counts: DeliveryCounts,
   ) {}
 

@@ -2,8 +2,8 @@
  * The ingest handler's typed events, and an emitter that never lets a
  * listener's throw break a response or crash the process.
  */
-import { EventEmitter } from 'node:events';
-import { ListenerError, type IngestErrorCode, type OutpostError } from '../errors.js';
+import type { IngestErrorCode, OutpostError } from '../errors.js';
+import { SafeEmitter } from '../internal/safe-emitter.js';
 
 /** A request the handler refused: 401s, validation failures, overload, and so on. */
 export interface RejectedEvent {
@@ -83,27 +83,9 @@ export interface IngestStats {
   readonly bytesReceived: number;
 }
 
-/**
- * Emits typed events. A listener that throws is reported with
- * `process.emitWarning(ListenerError)`; an `'error'` without listeners becomes
- * a process warning instead of an uncaught exception.
- * @internal
- */
-export class SafeEmitter {
-  readonly events = new EventEmitter<IngestEvents>();
-
-  /** Emits `event`; never throws. */
-  emit<K extends keyof IngestEvents>(event: K, ...args: IngestEvents[K]): void {
-    try {
-      (this.events.emit as (name: string, ...values: unknown[]) => boolean).call(this.events, event, ...args);
-    } catch (err) {
-      process.emitWarning(new ListenerError(`ingest '${event}'`, err));
-    }
-  }
-
-  /** Emits `'error'`, or a process warning when nobody listens. */
-  error(err: OutpostError): void {
-    if (this.events.listenerCount('error') > 0) this.emit('error', err);
-    else process.emitWarning(err);
+/** The ingest handler's emitter. @internal */
+export class IngestEmitter extends SafeEmitter<IngestEvents> {
+  constructor() {
+    super('ingest');
   }
 }

@@ -12,7 +12,7 @@ import { parsePayload } from './assemble.js';
 import { readBody } from './body.js';
 import { decodeBody } from './decode.js';
 import { Deliveries } from './delivery.js';
-import { SafeEmitter, type IngestEvents, type IngestStats } from './events.js';
+import { IngestEmitter, type IngestEvents, type IngestStats } from './events.js';
 import { countJsonValues } from './json-values.js';
 import { resolveIngestOptions, type IngestHandlerOptions, type ResolvedIngestOptions } from './options.js';
 import { bearerToken, parseUploadHeaders, type UploadHeaders } from './request.js';
@@ -75,7 +75,7 @@ class Ingest {
   readonly #o: ResolvedIngestOptions;
   readonly store: IngestStore;
   readonly #ownsStore: boolean;
-  readonly emitter = new SafeEmitter();
+  readonly emitter = new IngestEmitter();
   readonly #counts = { requests: 0, stored: 0, duplicates: 0, rejected: 0, delivered: 0, deliveryFailures: 0, bytesReceived: 0 };
   readonly #deliveries: Deliveries;
   /** Chunk slots being processed: a second request for one gets 409. */

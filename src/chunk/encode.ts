@@ -1,0 +1,190 @@
+/**
+ * From a report to compressed chunk bodies: decides whether a report is
+ * chunked, splits it, and compresses chunks on libuv's thread pool a few at a
+ * time, handing them on in index order.
+ * @internal
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { encodeBody } from '../transport/index.js';
+import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type BuiltChunk, type ChunkLimits } from './splitter.js';
+import type { ChunkInsert } from './store.js';
+
+/** A report: optional `metadata` (and any other fields, which ride in chunk 0), `findings` and `assets` arrays. */
+export interface Report {
+  /** Tool and scan metadata; sent in chunk 0. */
+  readonly metadata?: unknown;
+  /** The findings. */
+  readonly findings?: readonly unknown[];
+  /** The assets; each chunk carries the ones its findings refer to (see `findingAssetIds`). */
+  readonly assets?: readonly unknown[];
+  /** Other fields are sent in chunk 0 as they are. */
+  readonly [field: string]: unknown;
+}
+
+/** What splitting needs from the options. */
+export interface SplitSettings extends ChunkLimits {
+  readonly minFindingsForChunking: number;
+  readonly minAssetsForChunking: number;
+  readonly minSizeForChunkingBytes: number;
+  readonly compressionLevel: number;
+  readonly findingAssetIds: (finding: unknown) => Iterable<string | number>;
+}
+
+/** A report ready to store. */
+export interface EncodedReport {
+  readonly kind: 'whole' | 'chunked';
+  readonly chunks: ChunkInsert[];
+  readonly digest: string;
+  readonly rawBytes: number;
+}
+
+/** Chunks compressed at once: enough to keep the thread pool busy, few enough to bound memory. */
+export const COMPRESS_AHEAD = 3;
+
+/** Checks the report's shape. */
+export function checkReport(report: unknown): asserts report is Report {
+  if (typeof report !== 'object' || report === null || Array.isArray(report)) {
+    throw new InvalidArgumentError(`A report must be an object with \`findings\` and \`assets\` arrays, got ${Array.isArray(report) ? 'an array' : report === null ? 'null' : typeof report}`);
+  }
+  for (const field of ['findings', 'assets'] as const) {
+    const value = (report as Report)[field];
+    if (value !== undefined && !Array.isArray(value)) throw new InvalidArgumentError(`The report's \`${field}\` must be an array, got ${value === null ? 'null' : typeof value}`);
+  }
+}
+
+/** Keys of the assets a finding refers to. */
+export function referencedKeys(settings: SplitSettings, finding: unknown): string[] {
+  const keys: string[] = [];
+  for (const id of settings.findingAssetIds(finding)) {
+    const key = assetKey(id);
+    if (key !== undefined) keys.push(key);
+  }
+  return keys;
+}
+
+/**
+ * Compresses built chunks, at most {@link COMPRESS_AHEAD} at a time, and hands
+ * them to `sink` in index order. `push()` waits when the window is full, which
+ * is what bounds a stream's memory and yields the event loop.
+ */
+export class CompressWindow {
+  readonly #level: number;
+  readonly #sink: (chunk: ChunkInsert) => void | Promise<void>;
+  readonly #window: Promise<ChunkInsert>[] = [];
+
+  constructor(level: number, sink: (chunk: ChunkInsert) => void | Promise<void>) {
+    this.#level = level;
+    this.#sink = sink;
+  }
+
+  /** Starts compressing `built`; waits for the oldest when the window is full. */
+  async push(built: BuiltChunk): Promise<void> {
+    const job = encodeBody(built.json, { compressionLevel: this.#level }).then(
+      (e): ChunkInsert => ({ index: built.index, sha256: e.sha256, rawBytes: e.rawBytes, encoding: e.encoding, body: e.body }),
+    );
+    job.catch(() => undefined);
+    this.#window.push(job);
+    if (this.#window.length >= COMPRESS_AHEAD) await this.#sink(await (this.#window.shift() as Promise<ChunkInsert>));
+  }
+
+  /** Waits for every chunk still compressing and hands them on. */
+  async drain(): Promise<void> {
+    while (this.#window.length > 0) await this.#sink(await (this.#window.shift() as Promise<ChunkInsert>));
+  }
+}
+
+/** Whether `report` is chunked under `settings` (measures its JSON only when the counts do not decide). */
+export function needsChunking(report: Report, settings: SplitSettings): boolean {
+  checkReport(report);
+  return decide(report, settings).chunked;
+}
+
+interface Decision {
+  readonly chunked: boolean;
+  /** Serialised findings and assets when measuring needed them. */
+  readonly findings?: string[];
+  readonly assets?: string[];
+  readonly head: string;
+}
+
+function decide(report: Report, settings: SplitSettings): Decision {
+  const findings = report.findings ?? [];
+  const assets = report.assets ?? [];
+  const head = headOf(report);
+  if (findings.length >= settings.minFindingsForChunking || assets.length >= settings.minAssetsForChunking) return { chunked: true, head };
+  // Few items: serialising them all to measure is bounded by the count thresholds.
+  const f = findings.map((x, i) => stringifyItem(x, `Finding ${i}`));
+  const a = assets.map((x, i) => stringifyItem(x, `Asset ${i}`));
+  let bytes = Buffer.byteLength(head) + 27 + Math.max(0, f.length - 1) + Math.max(0, a.length - 1);
+  for (const s of f) bytes += Buffer.byteLength(s);
+  for (const s of a) bytes += Buffer.byteLength(s);
+  const chunked = bytes >= settings.minSizeForChunkingBytes || bytes > settings.maxChunkSizeBytes;
+  return { chunked, findings: f, assets: a, head };
+}
+
+/**
+ * Serialises, splits and compresses a report. Findings are serialised as
+ * their chunk is built and compression runs off the event loop, so a large
+ * report never holds the loop for more than a few chunks' worth of work.
+ * @throws {@link ChunkError} when an item cannot fit in a chunk or the report needs more than 10 000 chunks
+ */
+export async function encodeReport(report: Report, settings: SplitSettings, signal: AbortSignal | undefined): Promise<EncodedReport> {
+  checkReport(report);
+  const decision = decide(report, settings);
+  const findings = report.findings ?? [];
+  const assets = report.assets ?? [];
+  const digest = new ContentDigest();
+  digest.head(decision.head);
+  const chunks: ChunkInsert[] = [];
+  let rawBytes = 0;
+  const window = new CompressWindow(settings.compressionLevel, (c) => {
+    chunks.push(c);
+    rawBytes += c.rawBytes;
+  });
+
+  if (!decision.chunked) {
+    const f = decision.findings ?? [];
+    const a = decision.assets ?? [];
+    for (const s of f) digest.finding(s);
+    for (const s of a) digest.asset(s);
+    const json = Buffer.from(`{${decision.head}"findings":[${f.join(',')}],"assets":[${a.join(',')}]}`, 'utf8');
+    await window.push({ index: 0, json, findings: f.length, assets: a.length, assetKeys: [] });
+    await window.drain();
+    return { kind: 'whole', chunks, digest: digest.digest(), rawBytes };
+  }
+
+  // Assets by key (first occurrence wins, as on the server); serialised once, when first needed.
+  const assetIndex = new Map<string, number>();
+  assets.forEach((asset, i) => {
+    const key = assetKeyOf(asset);
+    if (key !== undefined && !assetIndex.has(key)) assetIndex.set(key, i);
+  });
+  const assetJson: (string | undefined)[] = decision.assets ?? new Array<string | undefined>(assets.length);
+  const jsonOfAsset = (i: number): string => (assetJson[i] ??= stringifyItem(assets[i], `Asset ${i}`));
+  const builder = new ChunkBuilder(settings, decision.head, (key) => {
+    const i = assetIndex.get(key);
+    return i === undefined ? undefined : jsonOfAsset(i);
+  });
+  const push = async (built: BuiltChunk | undefined): Promise<void> => {
+    if (built === undefined) return;
+    signal?.throwIfAborted();
+    await window.push(built);
+  };
+
+  for (let i = 0; i < findings.length; i++) {
+    const json = decision.findings?.[i] ?? stringifyItem(findings[i], `Finding ${i}`);
+    digest.finding(json);
+    await push(builder.addFinding(json, referencedKeys(settings, findings[i]), i));
+  }
+  for (let i = 0; i < assets.length; i++) {
+    const key = assetKeyOf(assets[i]);
+    if (key !== undefined && assetIndex.get(key) !== i) continue; // a later duplicate id: the server keeps the first
+    const json = jsonOfAsset(i);
+    digest.asset(json);
+    if (key !== undefined && builder.emitted.has(key)) continue;
+    await push(builder.addAsset(key, json, i));
+  }
+  await push(builder.finish());
+  await window.drain();
+  return { kind: 'chunked', chunks, digest: digest.digest(), rawBytes };
+}

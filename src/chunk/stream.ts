@@ -1,0 +1,102 @@
+/**
+ * Streaming submissions: findings and assets arrive one by one, chunks are
+ * built, compressed and written as *staged* rows as they fill, so memory holds
+ * only a few chunks. Assets are staged too, so a later finding's chunk can
+ * carry the assets it refers to. The report becomes visible to the uploader
+ * in one transaction at the end (see {@link ChunkStore.finalize}); a crash
+ * before that leaves only staged rows, which the next open deletes.
+ * @internal
+ */
+import { InvalidArgumentError } from '../errors.js';
+import { CompressWindow, referencedKeys, type SplitSettings } from './encode.js';
+import { assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type BuiltChunk } from './splitter.js';
+import type { ChunkInsert, ChunkStore, ReportHeader } from './store.js';
+
+/** One item of a streamed report: a finding or an asset. */
+export type StreamItem = { readonly finding: unknown; readonly asset?: undefined } | { readonly asset: unknown; readonly finding?: undefined };
+
+/** What a finished stream staged. */
+export interface StagedReport {
+  readonly kind: 'whole' | 'chunked';
+  readonly total: number;
+  readonly digest: string;
+  readonly rawBytes: number;
+  readonly storedBytes: number;
+  readonly chunks: readonly ChunkInsert[];
+}
+
+/** Hooks the manager gives a stream. */
+export interface StageContext {
+  readonly store: ChunkStore;
+  readonly key: number;
+  readonly header: ReportHeader;
+  readonly metadata: unknown;
+  readonly settings: SplitSettings;
+  readonly signal: AbortSignal | undefined;
+  readonly now: () => number;
+  /** Makes room for `bytes` more, or throws `StorageFullError`. */
+  readonly ensureRoom: (bytes: number) => Promise<void>;
+}
+
+/** Reads `items` to the end and stages the report's chunks. */
+export async function stageStream(ctx: StageContext, items: AsyncIterable<StreamItem> | Iterable<StreamItem>): Promise<StagedReport> {
+  const { store, key, header, settings, signal } = ctx;
+  const head = headOf(ctx.metadata === undefined ? {} : { metadata: ctx.metadata });
+  const digest = new ContentDigest();
+  digest.head(head);
+  let pendingAssets: [string, string][] = [];
+  let pendingByKey = new Map<string, string>();
+  const staged: ChunkInsert[] = [];
+  let rawBytes = 0;
+  let storedBytes = 0;
+  const window = new CompressWindow(settings.compressionLevel, async (chunk) => {
+    await ctx.ensureRoom(chunk.body.byteLength);
+    signal?.throwIfAborted();
+    store.stage(key, header.tenantId, pendingAssets, chunk, header.priority, ctx.now());
+    pendingAssets = [];
+    pendingByKey = new Map();
+    rawBytes += chunk.rawBytes;
+    storedBytes += chunk.body.byteLength;
+    // Keep what events need, without the body.
+    staged.push({ ...chunk, body: new Uint8Array(0) });
+  });
+  const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json);
+  const push = async (built: BuiltChunk | undefined): Promise<void> => {
+    if (built !== undefined) await window.push(built);
+  };
+
+  let findings = 0;
+  let assets = 0;
+  let position = 0;
+  for await (const item of items as AsyncIterable<StreamItem>) {
+    signal?.throwIfAborted();
+    if (typeof item !== 'object' || item === null || ('finding' in item) === ('asset' in item)) {
+      throw new InvalidArgumentError(`Stream item ${position} must be { finding } or { asset }, got ${item === null ? 'null' : typeof item === 'object' ? `keys ${Object.keys(item).join(', ') || '(none)'}` : typeof item}`);
+    }
+    if ('finding' in item) {
+      const json = stringifyItem(item.finding, `Finding ${findings}`);
+      digest.finding(json);
+      await push(builder.addFinding(json, referencedKeys(settings, item.finding), findings));
+      findings++;
+    } else {
+      const json = stringifyItem(item.asset, `Asset ${assets}`);
+      digest.asset(json);
+      const k = assetKeyOf(item.asset);
+      if (k !== undefined && !pendingByKey.has(k) && store.s.stageAsset.get(key, k) === undefined) {
+        pendingAssets.push([k, json]);
+        pendingByKey.set(k, json);
+        await push(builder.addAsset(k, json, assets));
+      } else if (k === undefined) {
+        await push(builder.addAsset(undefined, json, assets));
+      }
+      // A later asset with an id already seen is dropped, as the server would drop it.
+      assets++;
+    }
+    position++;
+  }
+  await push(builder.finish());
+  await window.drain();
+  const whole =
+    staged.length === 1 && findings < settings.minFindingsForChunking && assets < settings.minAssetsForChunking && rawBytes < settings.minSizeForChunkingBytes;
+  return { kind: whole ? 'whole' : 'chunked', total: staged.length, digest: digest.digest(), rawBytes, storedBytes, chunks: staged };
+}

@@ -1,0 +1,313 @@
+/**
+ * The upload loop: claims ready chunks (priority, then age) up to
+ * `maxConcurrentUploads`, uploads each through the tenant's {@link Uploader},
+ * and records the outcome. Waiting is timer-driven — one wake-up timer at the
+ * earliest `next_attempt_at` — never a polling loop.
+ * @internal
+ */
+import { IllegalStateError, OutpostError, StoreError, UploadError, UploadNetworkError } from '../errors.js';
+import { MAX_TIMER_MS } from '../internal/validate.js';
+import type { UploadResult } from '../transport/index.js';
+import type { ChunkEmitter } from './events.js';
+import type { ResolvedChunkManagerOptions } from './options.js';
+import type { ChunkRef, ChunkStore, ClaimedChunk } from './store.js';
+
+/** What the loop needs from the manager. */
+export interface UploadLoopContext {
+  readonly store: ChunkStore;
+  readonly options: ResolvedChunkManagerOptions;
+  readonly emitter: ChunkEmitter;
+  /** Called after a report completed and (with `cleanupOnReportComplete`) its rows were deleted. */
+  readonly onReportDeleted: () => void;
+}
+
+/** Delay after a database failure in the loop before it tries again, in ms. */
+const STORE_RETRY_MS = 1_000;
+
+/** Runs uploads until {@link stop}. */
+export class UploadLoop {
+  readonly #ctx: UploadLoopContext;
+  readonly #abort = new AbortController();
+  readonly #inFlight = new Map<number, Promise<void>>();
+  /** Reports with a chunk in flight (cleanup must not drop them). */
+  readonly busyReports = new Map<number, number>();
+  #slotsHeld = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Number.POSITIVE_INFINITY;
+  readonly #delays = new Set<NodeJS.Timeout>();
+  #running = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(ctx: UploadLoopContext) {
+    this.#ctx = ctx;
+  }
+
+  /** Uploads in flight now. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Starts claiming chunks. */
+  start(): void {
+    this.#running = true;
+    this.wake();
+  }
+
+  /** Looks for ready chunks now (after a submission, a retry timer, a freed slot). */
+  wake(): void {
+    if (!this.#running) return;
+    const { store, options } = this.#ctx;
+    try {
+      const free = options.maxConcurrentUploads - this.#slotsHeld;
+      if (free > 0) {
+        const claimed = store.s.claim.all(options.now(), free);
+        for (const chunk of claimed) this.#launch(chunk);
+      }
+      this.#arm();
+      this.#checkIdle();
+    } catch (err) {
+      this.#ctx.emitter.error(asOutpostError(store.wrap('claim chunks to upload', err), 'claim chunks to upload'));
+      this.#armAt(options.now() + STORE_RETRY_MS);
+    }
+  }
+
+  /** Resolves when no chunk is pending or uploading. */
+  whenIdle(signal: AbortSignal | undefined): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    signal?.throwIfAborted();
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#idleWaiters.push(done);
+      this.#refTimers();
+    });
+  }
+
+  /** Aborts uploads in flight (their chunks go back to `pending`, no attempt counted) and clears every timer. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#abort.abort(new IllegalStateError('upload', 'closing'));
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const t of this.#delays) clearTimeout(t);
+    this.#delays.clear();
+    await Promise.allSettled([...this.#inFlight.values()]);
+  }
+
+  #isIdle(): boolean {
+    return this.#inFlight.size === 0 && (this.#ctx.store.s.outstanding.get()?.n ?? 0) === 0;
+  }
+
+  #checkIdle(): void {
+    if (this.#idleWaiters.length === 0 || !this.#isIdle()) return;
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Timers hold the process open only while someone waits in `flush()`. */
+  #refTimers(): void {
+    const keep = this.#idleWaiters.length > 0;
+    for (const t of [this.#timer, ...this.#delays]) {
+      if (t === undefined) continue;
+      if (keep) t.ref();
+      else t.unref();
+    }
+  }
+
+  #arm(): void {
+    if (this.#slotsHeld >= this.#ctx.options.maxConcurrentUploads) return; // a finishing upload wakes us
+    const at = this.#ctx.store.s.nextAttemptAt.get()?.at ?? null;
+    if (at === null) return;
+    this.#armAt(at);
+  }
+
+  #armAt(at: number): void {
+    if (this.#timer !== undefined && this.#timerAt <= at) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#ctx.options.now()));
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = Number.POSITIVE_INFINITY;
+      this.wake();
+    }, delay);
+    this.#refTimers();
+  }
+
+  #launch(chunk: ClaimedChunk): void {
+    this.#slotsHeld++;
+    this.busyReports.set(chunk.report_key, (this.busyReports.get(chunk.report_key) ?? 0) + 1);
+    const run = this.#upload(chunk).finally(() => {
+      this.#inFlight.delete(chunk.rowid);
+      const n = (this.busyReports.get(chunk.report_key) ?? 1) - 1;
+      if (n === 0) this.busyReports.delete(chunk.report_key);
+      else this.busyReports.set(chunk.report_key, n);
+      this.#releaseSlot();
+    });
+    this.#inFlight.set(chunk.rowid, run);
+  }
+
+  /** Frees the worker's slot after `uploadDelayMs`. */
+  #releaseSlot(): void {
+    const delay = this.#ctx.options.uploadDelayMs;
+    if (delay === 0 || !this.#running) {
+      this.#slotsHeld--;
+      this.wake();
+      this.#checkIdle();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#delays.delete(timer);
+      this.#slotsHeld--;
+      this.wake();
+    }, delay);
+    this.#delays.add(timer);
+    this.#refTimers();
+    this.#checkIdle();
+  }
+
+  async #upload(chunk: ClaimedChunk): Promise<void> {
+    const { options, store } = this.#ctx;
+    const signal = this.#abort.signal;
+    let result: UploadResult;
+    try {
+      if (chunk.body === null) throw new StoreError('OUTPOST_STORE_DATA_MISSING', `Chunk ${chunk.idx} of report \`${chunk.report_id}\` has no body`);
+      const uploader = options.uploaderFor(chunk.tenant_id);
+      const body = { body: chunk.body, encoding: chunk.encoding, sha256: chunk.sha256, rawBytes: chunk.raw_bytes, reportId: chunk.report_id };
+      result =
+        chunk.kind === 'whole'
+          ? await uploader.uploadReport(body, { signal })
+          : await uploader.uploadChunk({ ...body, index: chunk.idx, total: chunk.total_chunks }, { signal });
+    } catch (err) {
+      if (signal.aborted) {
+        this.#storeStep('release an aborted chunk', () => store.s.resetUploadingOne.run(chunk.rowid));
+        return;
+      }
+      this.#failed(chunk, err);
+      return;
+    }
+    this.#storeStep('record an upload', () => this.#uploaded(chunk, result));
+  }
+
+  #uploaded(chunk: ClaimedChunk, result: UploadResult): void {
+    const { options, emitter, store } = this.#ctx;
+    const now = options.now();
+    const outcome = store.db
+      .transaction(() => {
+        store.s.markUploaded.run(now, chunk.rowid);
+        if (options.autoCleanupOnUpload) store.s.freeBody.run(chunk.rowid);
+        if ((store.s.notUploaded.get(chunk.report_key)?.n ?? 1) > 0) return undefined;
+        store.s.completeReport.run(now, chunk.report_key);
+        const report = store.s.reportByKey.get(chunk.report_key);
+        if (options.cleanupOnReportComplete) store.s.deleteReport.run(chunk.report_key);
+        return report;
+      })
+      .immediate();
+    const ref = { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks };
+    emitter.emit('chunk-uploaded', { ...ref, attempts: chunk.attempts + 1, status: result.status, duplicate: result.duplicate, storedBytes: chunk.stored_bytes });
+    if (options.autoCleanupOnUpload && emitter.has('cleanup')) {
+      const size = store.size().onDiskBytes;
+      emitter.emit('cleanup', {
+        trigger: 'upload',
+        layers: [{ layer: 'uploaded', chunks: 1, reports: 0, bytesFreed: chunk.stored_bytes }],
+        onDiskBytesBefore: size,
+        onDiskBytesAfter: size,
+        dropped: [],
+      });
+    }
+    if (outcome !== undefined) {
+      emitter.emit('report-completed', { tenantId: outcome.tenant_id, reportId: outcome.report_id, totalChunks: outcome.total_chunks, rawBytes: outcome.raw_bytes, durationMs: Math.max(0, now - outcome.created_at) });
+      if (options.cleanupOnReportComplete) this.#ctx.onReportDeleted();
+    }
+  }
+
+  #failed(chunk: ClaimedChunk, err: unknown): void {
+    const { options, emitter, store } = this.#ctx;
+    const policy = options.retryPolicy;
+    const now = options.now();
+    const ref = { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks };
+    const error = err instanceof UploadError ? err : policy.isRetryable(err) ? new UploadNetworkError(`Upload failed: ${(err as Error).message}`, { retryable: true, cause: err }) : undefined;
+    if (error === undefined || !error.retryable) {
+      const reason =
+        err instanceof OutpostError
+          ? err
+          : new OutpostError('OUTPOST_UPLOADER_FAILED', `The Uploader threw something other than an UploadError: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      if (error === undefined) emitter.error(reason); // not an upload failure: a bug in an Uploader, a missing body
+      this.#storeStep('record a dead chunk', () => this.#kill(chunk, 'rejected', reason, now));
+      return;
+    }
+    const attempt = chunk.attempts + 1;
+    const expiresAt = chunk.created_at + options.retentionHours * 3_600_000;
+    if (now >= expiresAt) {
+      this.#storeStep('record an expired chunk', () => this.#kill(chunk, 'expired', error, now));
+      return;
+    }
+    const phase = attempt <= options.maxRetries ? 'quick' : 'long';
+    let delayMs: number;
+    if (phase === 'quick') delayMs = policy.delayMs(attempt, error);
+    else if (error.retryAfterMs !== undefined) delayMs = policy.delayMs(attempt, error);
+    else delayMs = Math.floor(policy.options.maxRetryDelayMs * (0.5 + 0.5 * policy.options.random()));
+    const at = Math.min(now + delayMs, expiresAt);
+    this.#storeStep('schedule a retry', () => store.s.markRetry.run(attempt, at, `${error.code}: ${error.message}`.slice(0, 1000), chunk.rowid));
+    emitter.emit('chunk-retry', { ...ref, attempt, delayMs: at - now, phase, error });
+  }
+
+  /** Marks the report dead: the failing chunk with `reason`, its other unsent chunks with `report-dead`. */
+  #kill(chunk: ClaimedChunk, reason: 'rejected' | 'expired', error: OutpostError, now: number): void {
+    const { store, emitter } = this.#ctx;
+    const others: (ChunkRef & { rowid: number })[] = store.db
+      .transaction(() => {
+        const rows = store.s.deadChunks.all(chunk.report_key);
+        store.s.killChunks.run(`${error.code}: ${error.message}`.slice(0, 1000), chunk.report_key);
+        store.s.killReport.run(reason === 'expired' ? 'expired' : `chunk ${chunk.idx} rejected: ${error.code}`, now, chunk.report_key);
+        return rows;
+      })
+      .immediate();
+    emitter.emit('chunk-dead', { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks, reason, error });
+    for (const o of others) {
+      if (o.rowid === chunk.rowid) continue;
+      emitter.emit('chunk-dead', { tenantId: o.tenant_id, reportId: o.report_id, index: o.idx, total: o.total_chunks, reason: 'report-dead', error });
+    }
+  }
+
+  /** Runs a bookkeeping step; a database failure is reported and the chunk goes back to pending later. */
+  #storeStep(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#ctx.emitter.error(asOutpostError(this.#ctx.store.wrap(what, err), what));
+      // The row may still say `uploading`: put such rows back once the database takes writes again.
+      this.#armRecovery();
+    }
+  }
+
+  #armRecovery(): void {
+    const timer = setTimeout(() => {
+      this.#delays.delete(timer);
+      if (!this.#running) return;
+      try {
+        const busy = [...this.#inFlight.keys()];
+        const rows = this.#ctx.store.db.prepare<[], { rowid: number }>(`SELECT rowid FROM chunks WHERE state = 'uploading'`).all();
+        for (const { rowid } of rows) if (!busy.includes(rowid)) this.#ctx.store.s.resetUploadingOne.run(rowid);
+        this.wake();
+      } catch {
+        this.#armRecovery();
+      }
+    }, STORE_RETRY_MS);
+    this.#delays.add(timer);
+    this.#refTimers();
+  }
+}
+
+function asOutpostError(err: unknown, what: string): OutpostError {
+  if (err instanceof OutpostError) return err;
+  return new StoreError('OUTPOST_STORE_FAILED', `Could not ${what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
