@@ -169,18 +169,27 @@ export interface OutboxReport {
   /** Why it died, when `state` is `dead`. */
   readonly deadReason: string | undefined;
   /** Its chunks, in index order. */
-  readonly chunks: readonly {
-    readonly index: number;
-    readonly state: 'pending' | 'uploading' | 'uploaded' | 'dead';
-    readonly attempts: number;
-    readonly rawBytes: number;
-    readonly storedBytes: number;
-    /** Whether the body is still stored (freed after upload with `autoCleanupOnUpload`). */
-    readonly hasBody: boolean;
-    /** When the next attempt may start, ms since the epoch (pending chunks). */
-    readonly nextAttemptAt: number;
-    readonly lastError: string | undefined;
-  }[];
+  readonly chunks: readonly OutboxChunk[];
+}
+
+/** One chunk of an {@link OutboxReport}. */
+export interface OutboxChunk {
+  /** 0-based index. */
+  readonly index: number;
+  /** Where it is in its life. */
+  readonly state: 'pending' | 'uploading' | 'uploaded' | 'dead';
+  /** Upload attempts made. */
+  readonly attempts: number;
+  /** Uncompressed JSON bytes. */
+  readonly rawBytes: number;
+  /** Compressed bytes as stored. */
+  readonly storedBytes: number;
+  /** Whether the body is still stored (freed after upload with `autoCleanupOnUpload`). */
+  readonly hasBody: boolean;
+  /** When the next attempt may start, ms since the epoch (pending chunks). */
+  readonly nextAttemptAt: number;
+  /** The last failure (`code: message`), if any. */
+  readonly lastError: string | undefined;
 }
 
 /** The chunk manager's emitter. @internal */

@@ -22,7 +22,7 @@ export {
   type UploaderSource,
 } from './options.js';
 export type { Report } from './encode.js';
-export type { StreamItem } from './stream.js';
+export type { StreamAsset, StreamFinding, StreamItem } from './stream.js';
 export type { CleanupLayer, CleanupLayerResult, CleanupResult, CleanupTrigger, DroppedReport } from './cleanup.js';
 export type {
   ChunkCreatedEvent,
@@ -35,6 +35,7 @@ export type {
   ChunkStateStats,
   ChunkUploadedEvent,
   ReportCompletedEvent,
+  OutboxChunk,
   OutboxReport,
   StorageFullEvent,
 } from './events.js';

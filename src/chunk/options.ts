@@ -79,30 +79,47 @@ export interface ChunkManagerOptions {
 export const chunkManagerDefaults = Object.freeze({
   /** `~/.outpost/chunks.db`. */
   databasePath: join(homedir(), '.outpost', 'chunks.db'),
+  /** A report with at least this many findings is chunked. */
   minFindingsForChunking: 2000,
+  /** A report with at least this many assets is chunked. */
   minAssetsForChunking: 200,
   /** 5 MiB. */
   minSizeForChunkingBytes: 5 * 1024 * 1024,
+  /** Most findings in one chunk. */
   maxFindingsPerChunk: 500,
+  /** Most assets in one chunk. */
   maxAssetsPerChunk: 100,
   /** 2 MiB. */
   maxChunkSizeBytes: 2 * 1024 * 1024,
+  /** Pause of each upload worker between uploads, in ms. */
   uploadDelayMs: 100,
+  /** Uploads in flight at once. */
   maxConcurrentUploads: 2,
+  /** Quick retries before the long backoff. */
   maxRetries: 3,
+  /** Hours data is kept. */
   retentionHours: 24,
+  /** Cap on the database size, in MiB. */
   maxStorageMB: 500,
+  /** zstd level. */
   compressionLevel: 3,
+  /** Free bodies once acknowledged. */
   autoCleanupOnUpload: true,
+  /** Delete a report once complete. */
   cleanupOnReportComplete: true,
+  /** Retention cleanup period, in minutes. */
   cleanupIntervalMinutes: 15,
+  /** Clean up at once when over the cap. */
   aggressiveCleanup: true,
+  /** Refuse new reports when full. */
   onStorageFull: 'reject' as StorageFullPolicy,
 });
 
 /** Validated options with every default filled in. */
 export interface ResolvedChunkManagerOptions extends Required<Omit<ChunkManagerOptions, 'retryPolicy' | 'uploader'>> {
+  /** The uploader of a tenant (the same one for every tenant when `uploader` was an {@link Uploader}). */
   readonly uploaderFor: (tenantId: string) => Uploader;
+  /** The retry policy, built from its options when options were given. */
   readonly retryPolicy: RetryPolicy;
 }
 

@@ -13,7 +13,23 @@ import { assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type Bu
 import type { ChunkInsert, ChunkStore, ReportHeader } from './store.js';
 
 /** One item of a streamed report: a finding or an asset. */
-export type StreamItem = { readonly finding: unknown; readonly asset?: undefined } | { readonly asset: unknown; readonly finding?: undefined };
+export type StreamItem = StreamFinding | StreamAsset;
+
+/** A finding in a stream. */
+export interface StreamFinding {
+  /** The finding, any JSON value (usually an object with an `assetId`). */
+  readonly finding: unknown;
+  /** Absent on a finding. */
+  readonly asset?: undefined;
+}
+
+/** An asset in a stream. */
+export interface StreamAsset {
+  /** The asset, usually an object with an `id`. */
+  readonly asset: unknown;
+  /** Absent on an asset. */
+  readonly finding?: undefined;
+}
 
 /** What a finished stream staged. */
 export interface StagedReport {
