@@ -315,13 +315,13 @@ export class ChunkManager {
       run.add(deleteReports(store, 'dead', cutoff));
       run.add(this.#freeOldUploadedBodies(cutoff));
       const limit = Math.floor(this.options.maxStorageMB * MiB);
-      if (this.options.aggressiveCleanup && store.size().usedBytes > limit) await this.#pressureLayers(run, limit);
+      if (this.options.aggressiveCleanup && (store.size().usedBytes > limit || store.size().onDiskBytes > limit)) await this.#pressureLayers(run, limit);
       return this.#finishCleanup(run, trigger);
     });
   }
 
   /**
-   * Frees space until the database uses at most `bytes` (pages in use + WAL):
+   * Frees space until the database uses at most `bytes` (pages in use):
    * uploaded data first, then dead and expired reports, then — only with
    * `onStorageFull: 'drop-oldest'` — the oldest pending reports. Shrinks the
    * file and emits `cleanup`.

@@ -84,7 +84,7 @@ export interface ReportCompletedEvent {
 export interface StorageFullEvent {
   /** The `onStorageFull` policy that applied. */
   readonly policy: 'reject' | 'drop-oldest';
-  /** Bytes the database uses (pages in use + WAL) after cleanup. */
+  /** Bytes of database pages in use after cleanup. */
   readonly usedBytes: number;
   /** `maxStorageMB` in bytes. */
   readonly limitBytes: number;
@@ -136,7 +136,7 @@ export interface ChunkManagerStats {
   readonly liveBytes: number;
   /** Database file + WAL on disk, in bytes. */
   readonly onDiskBytes: number;
-  /** Pages in use + WAL, in bytes: what counts against `maxStorageMB`. */
+  /** Database pages in use, in bytes (free pages and WAL overhead excluded): what counts against `maxStorageMB`. */
   readonly usedBytes: number;
   /** `maxStorageMB` in bytes. */
   readonly limitBytes: number;

@@ -49,7 +49,7 @@ export interface ChunkManagerOptions {
   readonly maxRetries?: number;
   /** How long data is kept: pending chunks older than this are given up (`dead`); dead and completed reports older than this are deleted. In hours. @default 24 */
   readonly retentionHours?: number;
-  /** Cap on the database's size on disk (file + WAL), in MiB. @default 500 */
+  /** Cap on the data the database holds (pages in use), in MiB; cleanup also runs when the file + WAL on disk exceed it. @default 500 */
   readonly maxStorageMB?: number;
   /** zstd level of stored chunks, 1–22. @default 3 */
   readonly compressionLevel?: number;

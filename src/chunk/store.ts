@@ -75,7 +75,11 @@ export type InsertOutcome = { readonly outcome: 'stored'; readonly key: number }
 export interface StorageSize {
   /** Database file plus WAL file, as on disk. */
   readonly onDiskBytes: number;
-  /** Pages in use (not on the free list) plus the WAL: what the data really takes. */
+  /**
+   * Pages in use (not on the free list) of the database as it reads now,
+   * WAL included: what the data really takes, and what counts against
+   * `maxStorageMB`. The WAL file itself is overhead the checkpoints bound.
+   */
   readonly usedBytes: number;
 }
 
@@ -271,7 +275,7 @@ export class ChunkStore {
     const pageSize = this.db.pragma('page_size', { simple: true }) as number;
     const pages = this.db.pragma('page_count', { simple: true }) as number;
     const free = this.db.pragma('freelist_count', { simple: true }) as number;
-    return { onDiskBytes: file + wal, usedBytes: (pages - free) * pageSize + wal };
+    return { onDiskBytes: file + wal, usedBytes: (pages - free) * pageSize };
   }
 
   /** Closes the database after a checkpoint that empties the WAL. */
