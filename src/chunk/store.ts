@@ -3,7 +3,8 @@
  * one transaction. SQLite errors of a full disk become {@link DiskFullError}.
  * @internal
  */
-import { statSync } from 'node:fs';
+import { statfsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ChunkError, DiskFullError, StoreError } from '../errors.js';
 import type { BodyEncoding } from '../transport/index.js';
@@ -83,9 +84,20 @@ export interface StorageSize {
   readonly usedBytes: number;
 }
 
-function isDiskFull(err: unknown): boolean {
+/** Below this many free bytes on the filesystem, a write I/O error is taken as a full disk. */
+const NEARLY_FULL_BYTES = 1024 * 1024;
+
+function isDiskFull(err: unknown, path: string): boolean {
   const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_FULL' || code === 'ENOSPC' || (typeof code === 'string' && code.startsWith('SQLITE_IOERR') && /ENOSPC|no space/i.test(String((err as Error).message)));
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC') return true;
+  // SQLite reports a failed write() as SQLITE_IOERR_WRITE without errno: ask the filesystem.
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_IOERR') || path === ':memory:') return false;
+  try {
+    const fs = statfsSync(dirname(path));
+    return fs.bavail * fs.bsize < NEARLY_FULL_BYTES;
+  } catch {
+    return false;
+  }
 }
 
 /** The part of a prepared statement the outbox uses. */
@@ -230,7 +242,15 @@ export class ChunkStore {
   /** The typed error for a failed database call. */
   wrap(what: string, err: unknown): unknown {
     if (err instanceof ChunkError || err instanceof StoreError || err instanceof DiskFullError) return err;
-    if (isDiskFull(err)) return new DiskFullError(`The disk holding the outbox is full: could not ${what}; nothing stored was changed`, { cause: err, storedBytes: this.size().onDiskBytes });
+    if (isDiskFull(err, this.path)) {
+      let storedBytes = 0;
+      try {
+        storedBytes = this.size().onDiskBytes;
+      } catch {
+        // The size is informative only.
+      }
+      return new DiskFullError(`The disk holding the outbox is full: could not ${what}; nothing stored was changed`, { cause: err, storedBytes });
+    }
     if ((err as { code?: unknown } | null)?.code !== undefined && String((err as { code: unknown }).code).startsWith('SQLITE')) {
       return new StoreError('OUTPOST_STORE_FAILED', `The outbox database failed to ${what}: ${(err as Error).message}`, { cause: err });
     }
