@@ -292,9 +292,9 @@ export class ChunkManager {
    * uploaded or dead). Chunks waiting on a long backoff keep it waiting: pass
    * a `signal` to bound the wait.
    */
-  flush(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
+  async flush(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
     this.#open('flush');
-    return (this.#loop as UploadLoop).whenIdle(options.signal);
+    await (this.#loop as UploadLoop).whenIdle(options.signal);
   }
 
   /**
