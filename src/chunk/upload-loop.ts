@@ -36,7 +36,7 @@ export class UploadLoop {
   #timerAt = Number.POSITIVE_INFINITY;
   readonly #delays = new Set<NodeJS.Timeout>();
   #running = false;
-  #idleWaiters: (() => void)[] = [];
+  #idleWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
   constructor(ctx: UploadLoopContext) {
     this.#ctx = ctx;
@@ -75,17 +75,25 @@ export class UploadLoop {
   whenIdle(signal: AbortSignal | undefined): Promise<void> {
     if (this.#isIdle()) return Promise.resolve();
     signal?.throwIfAborted();
+    if (!this.#running) return Promise.reject(new IllegalStateError('flush', 'closing'));
     return new Promise<void>((resolve, reject) => {
-      const done = (): void => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve();
+      const waiter = {
+        resolve: (): void => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        reject: (err: unknown): void => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
       };
       const onAbort = (): void => {
-        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== done);
+        this.#idleWaiters = this.#idleWaiters.filter((w) => w !== waiter);
+        this.#refTimers();
         reject(signal?.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#idleWaiters.push(done);
+      this.#idleWaiters.push(waiter);
       this.#refTimers();
     });
   }
@@ -98,6 +106,9 @@ export class UploadLoop {
     this.#timer = undefined;
     for (const t of this.#delays) clearTimeout(t);
     this.#delays.clear();
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w.reject(new IllegalStateError('flush', 'closing'));
     await Promise.allSettled([...this.#inFlight.values()]);
   }
 
@@ -109,7 +120,7 @@ export class UploadLoop {
     if (this.#idleWaiters.length === 0 || !this.#isIdle()) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
-    for (const w of waiters) w();
+    for (const w of waiters) w.resolve();
   }
 
   /** Timers hold the process open only while someone waits in `flush()`. */

@@ -103,7 +103,7 @@ describe('ChunkManager lifecycle', () => {
     await again.close();
   });
 
-  it('flush() resolves at once when idle and rejects with the signal reason when aborted', async () => {
+  it('flush() resolves at once when idle, rejects with the signal reason when aborted, and rejects on close', async () => {
     tmp = tempDir();
     const up = new ScriptedUploader();
     up.fail = () => unavailable(60_000);
@@ -115,7 +115,9 @@ describe('ChunkManager lifecycle', () => {
     ac.abort(new Error('gave up waiting'));
     await expect(waiting).rejects.toThrow('gave up waiting');
     await expect(m.flush({ signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow('already');
+    const pending = m.flush();
     await m.close();
+    await expect(pending).rejects.toMatchObject({ code: 'OUTPOST_ILLEGAL_STATE' });
   });
 
   it('never throws from the background: a listener that throws becomes a process warning', async () => {
