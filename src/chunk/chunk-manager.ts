@@ -4,15 +4,14 @@
  * disk bounded.
  */
 import { randomUUID } from 'node:crypto';
-import { IllegalStateError, InvalidArgumentError, StorageFullError, type OutpostError } from '../errors.js';
+import { IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
-import * as v from '../internal/validate.js';
 import { deleteReports, dropOldestPending, expirePending, freeUploadedBodies, vacuum, type CleanupLayerResult, type CleanupResult, type CleanupTrigger, type DroppedReport, type Expired } from './cleanup.js';
 import { encodeReport, needsChunking as decideChunking, type Report, type SplitSettings } from './encode.js';
 import { ChunkEmitter, type ChunkManagerEvents, type ChunkManagerStats, type ChunkStateStats, type OutboxReport } from './events.js';
 import { resolveChunkManagerOptions, type ChunkManagerOptions, type ResolvedChunkManagerOptions } from './options.js';
-import { ChunkStore, type ChunkInsert, type InsertOutcome, type ReportHeader } from './store.js';
-import { stageStream, type StreamItem } from './stream.js';
+import { ChunkStore, type InsertOutcome, type ReportHeader } from './store.js';
+import { stageStream, type ChunkSizes, type StreamItem } from './stream.js';
 import { UploadLoop } from './upload-loop.js';
 
 /** Lifecycle state of a {@link ChunkManager}. */
@@ -113,7 +112,14 @@ export class ChunkManager {
   async start(): Promise<void> {
     if (this.#state === 'running') return;
     if (this.#state !== 'idle') throw new IllegalStateError('start', this.#state);
-    const store = new ChunkStore(this.options.databasePath);
+    let store: ChunkStore;
+    try {
+      store = new ChunkStore(this.options.databasePath);
+    } catch (err) {
+      if (err instanceof StoreError) throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      throw new StoreError('OUTPOST_STORE_FAILED', `Cannot open the outbox database ${this.options.databasePath}: ${message}`, { cause: err });
+    }
     try {
       store.guard('recover after a restart', () =>
         store.db
@@ -128,7 +134,7 @@ export class ChunkManager {
       throw err;
     }
     this.#store = store;
-    this.#loop = new UploadLoop({ store, options: this.options, emitter: this.#emitter, onReportDeleted: () => this.#afterReportDeleted() });
+    this.#loop = new UploadLoop({ store, options: this.options, emitter: this.#emitter, onReportDeleted: (layer) => this.#afterReportDeleted(layer) });
     this.#state = 'running';
     this.#loop.start();
     const minutes = this.options.cleanupIntervalMinutes;
@@ -179,18 +185,19 @@ export class ChunkManager {
    */
   submitReport(report: Report, options: SubmitOptions): Promise<SubmitReceipt> {
     return this.#track(async () => {
+      this.#assertRunning('submit a report');
       const header = this.#header(options);
       const encoded = await encodeReport(report, this.#settings, options.signal);
       options.signal?.throwIfAborted();
-      this.#assertRunning('submit a report');
-      const store = this.#store as ChunkStore;
+      // A submission accepted while running is stored even if close() began meanwhile: close() waits for it.
+      const store = this.#open('submit a report', true);
       // The same report again is a no-op: answer before asking for room.
       const existing = store.s.reportById.get(header.tenantId, header.reportId);
       if (existing === undefined) await this.#ensureRoom(encoded.chunks.reduce((n, c) => n + c.body.byteLength + ROW_OVERHEAD_BYTES, 0));
       options.signal?.throwIfAborted();
-      this.#assertRunning('submit a report');
       const outcome = store.insertReport(header, encoded.kind, encoded.digest, encoded.chunks, this.options.now());
-      return this.#stored(header, outcome, encoded.kind, encoded.chunks, encoded.rawBytes);
+      const sizes = encoded.chunks.map((c) => ({ index: c.index, rawBytes: c.rawBytes, storedBytes: c.body.byteLength }));
+      return this.#stored(header, outcome, encoded.kind, sizes, encoded.rawBytes);
     });
   }
 
@@ -327,7 +334,7 @@ export class ChunkManager {
    * file and emits `cleanup`.
    */
   cleanupToSize(bytes: number): Promise<CleanupResult> {
-    v.integer('bytes', bytes, 0);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) return Promise.reject(new InvalidArgumentError(`\`bytes\` must be a non-negative integer, got ${String(bytes)}`));
     return this.#serial(async () => {
       const store = this.#open('clean up');
       const run = new CleanupRun(store.size().onDiskBytes);
@@ -337,10 +344,12 @@ export class ChunkManager {
   }
 
   /**
-   * Stops accepting reports, aborts streamed submissions in progress, waits
-   * for other submissions to be stored, aborts uploads in flight (their
-   * chunks stay pending for the next start), and closes the database.
-   * Idempotent; leaves no timer or handle behind.
+   * Stops accepting reports; lets `submitReport()` calls already in progress
+   * finish storing (they resolve as usual); aborts streamed submissions in
+   * progress (they reject and keep nothing); aborts uploads in flight (their
+   * chunks stay pending for the next start, no attempt counted); rejects
+   * pending `flush()` calls; and closes the database. Idempotent; leaves no
+   * timer or handle behind.
    */
   close(): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve();
@@ -378,19 +387,17 @@ export class ChunkManager {
     return { tenantId: options.tenantId, reportId, priority };
   }
 
-  #stored(header: ReportHeader, outcome: InsertOutcome, kind: 'whole' | 'chunked', chunks: readonly ChunkInsert[], rawBytes: number): SubmitReceipt {
+  #stored(header: ReportHeader, outcome: InsertOutcome, kind: 'whole' | 'chunked', chunks: readonly ChunkSizes[], rawBytes: number): SubmitReceipt {
     if (outcome.outcome === 'duplicate') {
       const e = outcome.existing;
       return { reportId: e.report_id, chunked: e.kind === 'chunked', totalChunks: e.total_chunks, rawBytes: e.raw_bytes, storedBytes: e.stored_bytes, duplicate: true };
     }
     let storedBytes = 0;
     for (const c of chunks) {
-      storedBytes += c.body.byteLength;
-      this.#emitter.emit('chunk-created', { tenantId: header.tenantId, reportId: header.reportId, index: c.index, total: chunks.length, rawBytes: c.rawBytes, storedBytes: c.body.byteLength });
+      storedBytes += c.storedBytes;
+      this.#emitter.emit('chunk-created', { tenantId: header.tenantId, reportId: header.reportId, index: c.index, total: chunks.length, rawBytes: c.rawBytes, storedBytes: c.storedBytes });
     }
     this.#loop?.wake();
-    // Streamed chunks' bodies are not kept in memory: their sizes come from the stream's count.
-    if (storedBytes === 0 && chunks.length > 0) storedBytes = (this.#store as ChunkStore).s.reportByKey.get(outcome.key)?.stored_bytes ?? 0;
     return { reportId: header.reportId, chunked: kind === 'chunked', totalChunks: chunks.length, rawBytes, storedBytes, duplicate: false };
   }
 
@@ -401,10 +408,12 @@ export class ChunkManager {
     let used = store.size().usedBytes;
     if (used + required <= limit) return;
     let dropped: readonly DroppedReport[] = [];
-    if (required <= limit) {
+    // `aggressiveCleanup: false` leaves data to the retention cleanup; 'drop-oldest' is an explicit
+    // choice to make room, and it always deletes uploaded, dead and expired data before a pending report.
+    if (required <= limit && (this.options.aggressiveCleanup || this.options.onStorageFull === 'drop-oldest')) {
       const result = await this.#serial(async () => {
         const run = new CleanupRun(store.size().onDiskBytes);
-        await this.#pressureLayers(run, limit - required, !this.options.aggressiveCleanup);
+        await this.#pressureLayers(run, limit - required);
         return this.#finishCleanup(run, 'storage');
       });
       dropped = result.dropped;
@@ -423,18 +432,16 @@ export class ChunkManager {
   }
 
   /** The storage layers, each only while still over `target`. */
-  async #pressureLayers(run: CleanupRun, target: number, dropOnly = false): Promise<void> {
+  async #pressureLayers(run: CleanupRun, target: number): Promise<void> {
     const store = this.#store as ChunkStore;
     const over = (): boolean => store.size().usedBytes > target;
-    if (!dropOnly) {
-      if (over()) {
-        run.add(freeUploadedBodies(store));
-        run.add(deleteReports(store, 'completed', undefined));
-      }
-      if (over()) {
-        run.add(expirePending(store, this.options.now() - this.options.retentionHours * 3_600_000, this.options.now()));
-        run.add(deleteReports(store, 'dead', undefined));
-      }
+    if (over()) {
+      run.add(freeUploadedBodies(store));
+      run.add(deleteReports(store, 'completed', undefined));
+    }
+    if (over()) {
+      run.add(expirePending(store, this.options.now() - this.options.retentionHours * 3_600_000, this.options.now()));
+      run.add(deleteReports(store, 'dead', undefined));
     }
     if (this.options.onStorageFull !== 'drop-oldest') return;
     while (over()) {
@@ -463,15 +470,14 @@ export class ChunkManager {
     return result;
   }
 
-  /** After a completed report's rows were deleted: shrink the file in the background. */
-  #afterReportDeleted(): void {
+  /** After a completed report's rows were deleted: shrink the file in the background and report the layer. */
+  #afterReportDeleted(layer: CleanupLayerResult): void {
     void this.#background(() =>
       this.#serial(async () => {
         const store = this.#open('clean up');
         const before = store.size().onDiskBytes;
         await vacuum(store);
-        const after = store.size().onDiskBytes;
-        if (before !== after) this.#emitter.emit('cleanup', { trigger: 'report-complete', layers: [], onDiskBytesBefore: before, onDiskBytesAfter: after, dropped: [] });
+        this.#emitter.emit('cleanup', { trigger: 'report-complete', layers: [layer], onDiskBytesBefore: before, onDiskBytesAfter: store.size().onDiskBytes, dropped: [] });
       }),
     );
   }
@@ -511,8 +517,9 @@ export class ChunkManager {
     if (this.#state !== 'running') throw new IllegalStateError(operation, this.#state);
   }
 
-  #open(operation: string): ChunkStore {
-    if (this.#state !== 'running' || this.#store === undefined) throw new IllegalStateError(operation, this.#state);
+  #open(operation: string, closingToo = false): ChunkStore {
+    const ok = this.#state === 'running' || (closingToo && this.#state === 'closing');
+    if (!ok || this.#store === undefined) throw new IllegalStateError(operation, this.#state);
     return this.#store;
   }
 }

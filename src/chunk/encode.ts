@@ -178,9 +178,9 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
   }
   for (let i = 0; i < assets.length; i++) {
     const key = assetKeyOf(assets[i]);
-    if (key !== undefined && assetIndex.get(key) !== i) continue; // a later duplicate id: the server keeps the first
     const json = jsonOfAsset(i);
     digest.asset(json);
+    if (key !== undefined && assetIndex.get(key) !== i) continue; // a later duplicate id: the server keeps the first
     if (key !== undefined && builder.emitted.has(key)) continue;
     await push(builder.addAsset(key, json, i));
   }

@@ -158,7 +158,20 @@ export function resolveChunkManagerOptions(options: ChunkManagerOptions): Resolv
   const source = o.uploader as unknown;
   let uploaderFor: (tenantId: string) => Uploader;
   if (isUploader(source)) uploaderFor = () => source;
-  else if (typeof source === 'function') uploaderFor = source as (tenantId: string) => Uploader;
+  else if (typeof source === 'function') {
+    // One uploader per tenant, asked for once: an uploader holds connections.
+    const byTenant = new Map<string, Uploader>();
+    const make = source as (tenantId: string) => Uploader;
+    uploaderFor = (tenantId) => {
+      let uploader = byTenant.get(tenantId);
+      if (uploader === undefined) {
+        uploader = make(tenantId);
+        if (!isUploader(uploader)) v.fail('uploader(tenantId)', 'to return an Uploader (uploadChunk and uploadReport)', uploader);
+        byTenant.set(tenantId, uploader);
+      }
+      return uploader;
+    };
+  }
   else v.fail('uploader', 'an Uploader (uploadChunk and uploadReport) or a function (tenantId) => Uploader', source);
 
   v.nonEmptyString('databasePath', o.databasePath);

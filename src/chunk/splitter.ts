@@ -73,26 +73,34 @@ export function headOf(fields: Readonly<Record<string, unknown>>): string {
 const FRAME = Buffer.byteLength('{"findings":[],"assets":[]}');
 
 /**
- * Digest of a report's content, independent of how it is split: the same
- * metadata, findings and assets give the same digest under any chunk limits.
+ * Digest of a report's content, independent of how it is split or submitted:
+ * the same metadata, findings (in order) and assets (in order) give the same
+ * digest under any chunk limits, whether they came as arrays or interleaved
+ * in a stream.
  */
 export class ContentDigest {
-  readonly #hash: Hash = createHash('sha256');
+  readonly #head: Hash = createHash('sha256');
+  readonly #findings: Hash = createHash('sha256');
+  readonly #assets: Hash = createHash('sha256');
   /** Adds the head (chunk 0's extra members). */
   head(json: string): void {
-    this.#hash.update('h').update(json).update('\n');
+    this.#head.update(json).update('\n');
   }
   /** Adds a finding's JSON. */
   finding(json: string): void {
-    this.#hash.update('f').update(json).update('\n');
+    this.#findings.update(json).update('\n');
   }
   /** Adds an asset's JSON. */
   asset(json: string): void {
-    this.#hash.update('a').update(json).update('\n');
+    this.#assets.update(json).update('\n');
   }
   /** The hex digest; call once. */
   digest(): string {
-    return this.#hash.digest('hex');
+    return createHash('sha256')
+      .update(this.#head.digest())
+      .update(this.#findings.digest())
+      .update(this.#assets.digest())
+      .digest('hex');
   }
 }
 

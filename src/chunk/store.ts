@@ -147,6 +147,7 @@ function prepare(db: Database.Database) {
     notUploaded: q<[number], { n: number }>(`SELECT COUNT(*) AS n FROM chunks WHERE report_key = ? AND state <> 'uploaded'`),
     completeReport: q(`UPDATE reports SET state = 'completed', updated_at = ? WHERE id = ? AND state = 'pending'`),
     reportByKey: q<[number], ReportRow>(`SELECT * FROM reports WHERE id = ?`),
+    reportBodies: q<[number], { n: number; bytes: number }>(`SELECT COUNT(*) AS n, TOTAL(length(body)) AS bytes FROM chunks WHERE report_key = ?`),
     markRetry: q(`UPDATE chunks SET state = 'pending', attempts = ?, next_attempt_at = ?, last_error = ? WHERE rowid = ? AND state = 'uploading'`),
     deadChunks: q<[number], ChunkRef & { rowid: number }>(
       `SELECT c.rowid AS rowid, c.tenant_id, r.report_id, c.idx, r.total_chunks FROM chunks c JOIN reports r ON r.id = c.report_key

@@ -10,7 +10,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { CompressWindow, referencedKeys, type SplitSettings } from './encode.js';
 import { assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type BuiltChunk } from './splitter.js';
-import type { ChunkInsert, ChunkStore, ReportHeader } from './store.js';
+import type { ChunkStore, ReportHeader } from './store.js';
 
 /** One item of a streamed report: a finding or an asset. */
 export type StreamItem = StreamFinding | StreamAsset;
@@ -31,6 +31,13 @@ export interface StreamAsset {
   readonly finding?: undefined;
 }
 
+/** Sizes of one stored chunk, for events. */
+export interface ChunkSizes {
+  readonly index: number;
+  readonly rawBytes: number;
+  readonly storedBytes: number;
+}
+
 /** What a finished stream staged. */
 export interface StagedReport {
   readonly kind: 'whole' | 'chunked';
@@ -38,7 +45,45 @@ export interface StagedReport {
   readonly digest: string;
   readonly rawBytes: number;
   readonly storedBytes: number;
-  readonly chunks: readonly ChunkInsert[];
+  readonly chunks: readonly ChunkSizes[];
+}
+
+/**
+ * Iterates `items`, rejecting with `signal.reason` as soon as the signal
+ * aborts — even while the source is stalled between items — and closing the
+ * source's iterator then.
+ */
+async function* abortable<T>(items: AsyncIterable<T> | Iterable<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const iterator: AsyncIterator<T> | Iterator<T> =
+    Symbol.asyncIterator in items ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  aborted.catch(() => undefined);
+  let finished = false;
+  try {
+    signal.throwIfAborted();
+    for (;;) {
+      const next = iterator.next();
+      const result = next instanceof Promise ? await Promise.race([next, aborted]) : next;
+      if (result.done === true) {
+        finished = true;
+        return;
+      }
+      yield result.value;
+      signal.throwIfAborted();
+    }
+  } finally {
+    signal.removeEventListener('abort', onAbort as () => void);
+    if (!finished) {
+      // Tell the source to stop; a stalled source may never answer, so do not wait for it.
+      void Promise.resolve()
+        .then(() => iterator.return?.())
+        .catch(() => undefined);
+    }
+  }
 }
 
 /** Hooks the manager gives a stream. */
@@ -48,7 +93,7 @@ export interface StageContext {
   readonly header: ReportHeader;
   readonly metadata: unknown;
   readonly settings: SplitSettings;
-  readonly signal: AbortSignal | undefined;
+  readonly signal: AbortSignal;
   readonly now: () => number;
   /** Makes room for `bytes` more, or throws `StorageFullError`. */
   readonly ensureRoom: (bytes: number) => Promise<void>;
@@ -62,19 +107,19 @@ export async function stageStream(ctx: StageContext, items: AsyncIterable<Stream
   digest.head(head);
   let pendingAssets: [string, string][] = [];
   let pendingByKey = new Map<string, string>();
-  const staged: ChunkInsert[] = [];
+  const staged: ChunkSizes[] = [];
   let rawBytes = 0;
   let storedBytes = 0;
   const window = new CompressWindow(settings.compressionLevel, async (chunk) => {
     await ctx.ensureRoom(chunk.body.byteLength);
-    signal?.throwIfAborted();
+    signal.throwIfAborted();
     store.stage(key, header.tenantId, pendingAssets, chunk, header.priority, ctx.now());
     pendingAssets = [];
     pendingByKey = new Map();
     rawBytes += chunk.rawBytes;
     storedBytes += chunk.body.byteLength;
-    // Keep what events need, without the body.
-    staged.push({ ...chunk, body: new Uint8Array(0) });
+    // Keep what events need, not the body.
+    staged.push({ index: chunk.index, rawBytes: chunk.rawBytes, storedBytes: chunk.body.byteLength });
   });
   const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json);
   const push = async (built: BuiltChunk | undefined): Promise<void> => {
@@ -84,8 +129,7 @@ export async function stageStream(ctx: StageContext, items: AsyncIterable<Stream
   let findings = 0;
   let assets = 0;
   let position = 0;
-  for await (const item of items as AsyncIterable<StreamItem>) {
-    signal?.throwIfAborted();
+  for await (const item of abortable(items, signal)) {
     if (typeof item !== 'object' || item === null || ('finding' in item) === ('asset' in item)) {
       throw new InvalidArgumentError(`Stream item ${position} must be { finding } or { asset }, got ${item === null ? 'null' : typeof item === 'object' ? `keys ${Object.keys(item).join(', ') || '(none)'}` : typeof item}`);
     }

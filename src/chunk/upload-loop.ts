@@ -8,6 +8,7 @@
 import { IllegalStateError, OutpostError, StoreError, UploadError, UploadNetworkError } from '../errors.js';
 import { MAX_TIMER_MS } from '../internal/validate.js';
 import type { UploadResult } from '../transport/index.js';
+import type { CleanupLayerResult } from './cleanup.js';
 import type { ChunkEmitter } from './events.js';
 import type { ResolvedChunkManagerOptions } from './options.js';
 import type { ChunkRef, ChunkStore, ClaimedChunk } from './store.js';
@@ -17,8 +18,8 @@ export interface UploadLoopContext {
   readonly store: ChunkStore;
   readonly options: ResolvedChunkManagerOptions;
   readonly emitter: ChunkEmitter;
-  /** Called after a report completed and (with `cleanupOnReportComplete`) its rows were deleted. */
-  readonly onReportDeleted: () => void;
+  /** Called after a report completed and (with `cleanupOnReportComplete`) its rows were deleted, with what was deleted. */
+  readonly onReportDeleted: (layer: CleanupLayerResult) => void;
 }
 
 /** Delay after a database failure in the loop before it tries again, in ms. */
@@ -213,15 +214,22 @@ export class UploadLoop {
     const now = options.now();
     const outcome = store.db
       .transaction(() => {
-        store.s.markUploaded.run(now, chunk.rowid);
+        // The chunk may have died meanwhile (another chunk of its report was refused): nothing to record.
+        if (store.s.markUploaded.run(now, chunk.rowid).changes === 0) return 'gone' as const;
         if (options.autoCleanupOnUpload) store.s.freeBody.run(chunk.rowid);
         if ((store.s.notUploaded.get(chunk.report_key)?.n ?? 1) > 0) return undefined;
         store.s.completeReport.run(now, chunk.report_key);
         const report = store.s.reportByKey.get(chunk.report_key);
-        if (options.cleanupOnReportComplete) store.s.deleteReport.run(chunk.report_key);
-        return report;
+        let deleted: CleanupLayerResult | undefined;
+        if (options.cleanupOnReportComplete) {
+          const rows = store.s.reportBodies.get(chunk.report_key);
+          store.s.deleteReport.run(chunk.report_key);
+          deleted = { layer: 'completed', chunks: rows?.n ?? 0, reports: 1, bytesFreed: rows?.bytes ?? 0 };
+        }
+        return report === undefined ? undefined : { report, deleted };
       })
       .immediate();
+    if (outcome === 'gone') return;
     const ref = { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks };
     emitter.emit('chunk-uploaded', { ...ref, attempts: chunk.attempts + 1, status: result.status, duplicate: result.duplicate, storedBytes: chunk.stored_bytes });
     if (options.autoCleanupOnUpload && emitter.has('cleanup')) {
@@ -235,8 +243,9 @@ export class UploadLoop {
       });
     }
     if (outcome !== undefined) {
-      emitter.emit('report-completed', { tenantId: outcome.tenant_id, reportId: outcome.report_id, totalChunks: outcome.total_chunks, rawBytes: outcome.raw_bytes, durationMs: Math.max(0, now - outcome.created_at) });
-      if (options.cleanupOnReportComplete) this.#ctx.onReportDeleted();
+      const r = outcome.report;
+      emitter.emit('report-completed', { tenantId: r.tenant_id, reportId: r.report_id, totalChunks: r.total_chunks, rawBytes: r.raw_bytes, durationMs: Math.max(0, now - r.created_at) });
+      if (outcome.deleted !== undefined) this.#ctx.onReportDeleted(outcome.deleted);
     }
   }
 
@@ -245,15 +254,28 @@ export class UploadLoop {
     const policy = options.retryPolicy;
     const now = options.now();
     const ref = { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks };
-    const error = err instanceof UploadError ? err : policy.isRetryable(err) ? new UploadNetworkError(`Upload failed: ${(err as Error).message}`, { retryable: true, cause: err }) : undefined;
-    if (error === undefined || !error.retryable) {
-      const reason =
-        err instanceof OutpostError
-          ? err
-          : new OutpostError('OUTPOST_UPLOADER_FAILED', `The Uploader threw something other than an UploadError: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
-      if (error === undefined) emitter.error(reason); // not an upload failure: a bug in an Uploader, a missing body
-      this.#storeStep('record a dead chunk', () => this.#kill(chunk, 'rejected', reason, now));
-      return;
+    let error: UploadError;
+    let forceLong = false;
+    if (err instanceof UploadError) {
+      error = err;
+      if (!err.retryable && (err.status === 401 || err.status === 403)) {
+        // A token or permission problem is the operator's to fix, not the report's fault: keep the
+        // chunk on the long backoff (no hot loop) and say so, instead of losing it.
+        forceLong = true;
+        emitter.error(err);
+      } else if (!err.retryable) {
+        this.#storeStep('record a dead chunk', () => this.#kill(chunk, 'rejected', err, now));
+        return;
+      }
+    } else if (policy.isRetryable(err)) {
+      error = new UploadNetworkError(`Upload failed: ${(err as Error).message}`, { retryable: true, cause: err });
+    } else {
+      // Not an upload failure: a bug in a custom Uploader, an uploader closed too early. Report it and keep
+      // the chunk on the long backoff: only the server's refusal or retentionHours gives data up.
+      const message = err instanceof Error ? err.message : String(err);
+      emitter.error(err instanceof OutpostError ? err : new OutpostError('OUTPOST_UPLOADER_FAILED', `The Uploader threw something other than an UploadError: ${message}`, { cause: err }));
+      error = new UploadNetworkError(`The Uploader failed: ${message}`, { retryable: true, cause: err });
+      forceLong = true;
     }
     const attempt = chunk.attempts + 1;
     const expiresAt = chunk.created_at + options.retentionHours * 3_600_000;
@@ -261,14 +283,17 @@ export class UploadLoop {
       this.#storeStep('record an expired chunk', () => this.#kill(chunk, 'expired', error, now));
       return;
     }
-    const phase = attempt <= options.maxRetries ? 'quick' : 'long';
+    const phase = attempt <= options.maxRetries && !forceLong ? 'quick' : 'long';
     let delayMs: number;
     if (phase === 'quick') delayMs = policy.delayMs(attempt, error);
     else if (error.retryAfterMs !== undefined) delayMs = policy.delayMs(attempt, error);
     else delayMs = Math.floor(policy.options.maxRetryDelayMs * (0.5 + 0.5 * policy.options.random()));
     const at = Math.min(now + delayMs, expiresAt);
-    this.#storeStep('schedule a retry', () => store.s.markRetry.run(attempt, at, `${error.code}: ${error.message}`.slice(0, 1000), chunk.rowid));
-    emitter.emit('chunk-retry', { ...ref, attempt, delayMs: at - now, phase, error });
+    let recorded = false;
+    this.#storeStep('schedule a retry', () => {
+      recorded = store.s.markRetry.run(attempt, at, `${error.code}: ${error.message}`.slice(0, 1000), chunk.rowid).changes > 0;
+    });
+    if (recorded) emitter.emit('chunk-retry', { ...ref, attempt, delayMs: at - now, phase, error });
   }
 
   /** Marks the report dead: the failing chunk with `reason`, its other unsent chunks with `report-dead`. */

@@ -113,20 +113,35 @@ describe('ChunkManager failures', () => {
     expect(m.getReport('t', 'bad')).toMatchObject({ state: 'dead', deadReason: expect.stringMatching(/chunk 1 rejected/) });
   });
 
-  it('reports an Uploader that throws a non-upload error, and does not retry it in a loop', async () => {
+  it('reports an Uploader that throws a non-upload error and keeps the chunk on the long backoff', async () => {
     const up = new ScriptedUploader();
     up.fail = () => new TypeError('oops');
-    tmp = tempDir();
-    const m = new ChunkManager({ uploader: up, databasePath: join(tmp.dir, 'c.db'), uploadDelayMs: 0 });
-    managers.push(m);
+    const { m } = await open({ cleanupOnReportComplete: false, retryPolicy: { retryDelayMs: 5, maxRetryDelayMs: 60_000 } }, up);
     const errors: unknown[] = [];
     m.on('error', (e) => errors.push(e));
-    await m.start();
+    const retries: string[] = [];
+    m.on('chunk-retry', (e) => retries.push(e.phase));
     await m.submitReport(makeReport(1, 0), { tenantId: 't', reportId: 'x' });
-    await m.flush();
+    await expect.poll(() => retries).toEqual(['long']);
     expect(up.seen).toHaveLength(1);
     expect(errors).toContainEqual(expect.objectContaining({ code: 'OUTPOST_UPLOADER_FAILED' }));
-    expect(m.getReport('t', 'x')?.state).toBe('dead');
+    expect(m.getReport('t', 'x')?.chunks[0]).toMatchObject({ state: 'pending', attempts: 1 });
+    expect(m.getReport('t', 'x')!.chunks[0]!.nextAttemptAt - Date.now()).toBeGreaterThan(20_000);
+  });
+
+  it('keeps chunks on the long backoff when the server refuses the token (401/403), and reports it', async () => {
+    const up = new ScriptedUploader();
+    up.fail = () => new UploadHttpError(401, { retryable: false, serverCode: 'OUTPOST_INGEST_UNAUTHORIZED' });
+    const { m } = await open({ retryPolicy: { retryDelayMs: 5, maxRetryDelayMs: 60_000 } }, up);
+    const errors: unknown[] = [];
+    m.on('error', (e) => errors.push(e));
+    const dead: unknown[] = [];
+    m.on('chunk-dead', (e) => dead.push(e));
+    await m.submitReport(makeReport(1, 0), { tenantId: 't', reportId: 'x' });
+    await expect.poll(() => errors.length).toBe(1);
+    expect(errors[0]).toMatchObject({ status: 401 });
+    expect(dead).toEqual([]);
+    expect(m.getReport('t', 'x')?.state).toBe('pending');
   });
 
   it('uploads each tenant through its own uploader', async () => {

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { storeOf } from '../../src/chunk/chunk-manager.js';
 import { ChunkManager, CHUNK_SCHEMA_VERSION, type CleanupResult } from '../../src/chunk/index.js';
 import { DiskFullError, StorageFullError, StoreError } from '../../src/errors.js';
-import { makeReport, ScriptedUploader, startManager, unavailable } from '../helpers/chunk.js';
+import { ScriptedUploader, startManager, unavailable } from '../helpers/chunk.js';
 import { tempDir } from '../helpers/ingest.js';
 
 let tmp: ReturnType<typeof tempDir>;
