@@ -4,14 +4,14 @@
  * disk bounded.
  */
 import { randomUUID } from 'node:crypto';
-import { IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
+import { ChunkError, IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { deleteReports, dropOldestPending, expirePending, freeUploadedBodies, vacuum, type CleanupLayerResult, type CleanupResult, type CleanupTrigger, type DroppedReport, type Expired } from './cleanup.js';
 import { encodeReport, needsChunking as decideChunking, type Report, type SplitSettings } from './encode.js';
 import { ChunkEmitter, type ChunkManagerEvents, type ChunkManagerStats, type ChunkStateStats, type OutboxReport } from './events.js';
 import { resolveChunkManagerOptions, type ChunkManagerOptions, type ResolvedChunkManagerOptions } from './options.js';
 import { ChunkStore, type InsertOutcome, type ReportHeader } from './store.js';
-import { stageStream, type ChunkSizes, type StreamItem } from './stream.js';
+import { digestStream, stageStream, type ChunkSizes, type StreamItem } from './stream.js';
 import { UploadLoop } from './upload-loop.js';
 
 /** Lifecycle state of a {@link ChunkManager}. */
@@ -193,7 +193,7 @@ export class ChunkManager {
       const store = this.#open('submit a report', true);
       // The same report again is a no-op: answer before asking for room.
       const existing = store.s.reportById.get(header.tenantId, header.reportId);
-      if (existing === undefined) await this.#ensureRoom(encoded.chunks.reduce((n, c) => n + c.body.byteLength + ROW_OVERHEAD_BYTES, 0));
+      if (existing === undefined || existing.state === 'dead') await this.#ensureRoom(encoded.chunks.reduce((n, c) => n + c.body.byteLength + ROW_OVERHEAD_BYTES, 0));
       options.signal?.throwIfAborted();
       const outcome = store.insertReport(header, encoded.kind, encoded.digest, encoded.chunks, this.options.now());
       const sizes = encoded.chunks.map((c) => ({ index: c.index, rawBytes: c.rawBytes, storedBytes: c.body.byteLength }));
@@ -219,6 +219,16 @@ export class ChunkManager {
       this.#assertRunning('submit a report');
       const store = this.#store as ChunkStore;
       const signal = options.signal === undefined ? this.#closeAbort.signal : AbortSignal.any([options.signal, this.#closeAbort.signal]);
+      const existing = store.s.reportById.get(header.tenantId, header.reportId);
+      if (existing !== undefined && existing.state !== 'dead') {
+        // A resubmission: only the digest decides (duplicate or conflict), so store nothing and ask for no room.
+        const digest = await digestStream(options.metadata, items, signal);
+        const outcome = store.guard('read the report', () => store.s.reportById.get(header.tenantId, header.reportId));
+        if (outcome !== undefined && outcome.content_sha256 === digest) return this.#stored(header, { outcome: 'duplicate', existing: outcome }, outcome.kind, [], outcome.raw_bytes);
+        if (outcome !== undefined) {
+          throw new ChunkError('OUTPOST_REPORT_CONFLICT', `Report \`${header.reportId}\` of tenant \`${header.tenantId}\` is already stored with different content; use a new report id`);
+        }
+      }
       const key = store.beginStaging(header, this.options.now());
       try {
         const staged = await stageStream(
@@ -317,10 +327,10 @@ export class ChunkManager {
       const now = this.options.now();
       const cutoff = now - this.options.retentionHours * 3_600_000;
       const run = new CleanupRun(store.size().onDiskBytes);
-      run.add(expirePending(store, cutoff, now));
-      run.add(deleteReports(store, 'completed', cutoff));
-      run.add(deleteReports(store, 'dead', cutoff));
-      run.add(this.#freeOldUploadedBodies(cutoff));
+      run.add(await expirePending(store, cutoff, now));
+      run.add(await deleteReports(store, 'completed', cutoff));
+      run.add(await deleteReports(store, 'dead', cutoff));
+      run.add(freeUploadedBodies(store, cutoff));
       const limit = Math.floor(this.options.maxStorageMB * MiB);
       if (this.options.aggressiveCleanup && (store.size().usedBytes > limit || store.size().onDiskBytes > limit)) await this.#pressureLayers(run, limit);
       return this.#finishCleanup(run, trigger);
@@ -437,11 +447,11 @@ export class ChunkManager {
     const over = (): boolean => store.size().usedBytes > target;
     if (over()) {
       run.add(freeUploadedBodies(store));
-      run.add(deleteReports(store, 'completed', undefined));
+      run.add(await deleteReports(store, 'completed', undefined));
     }
     if (over()) {
-      run.add(expirePending(store, this.options.now() - this.options.retentionHours * 3_600_000, this.options.now()));
-      run.add(deleteReports(store, 'dead', undefined));
+      run.add(await expirePending(store, this.options.now() - this.options.retentionHours * 3_600_000, this.options.now()));
+      run.add(await deleteReports(store, 'dead', undefined));
     }
     if (this.options.onStorageFull !== 'drop-oldest') return;
     while (over()) {
@@ -452,19 +462,13 @@ export class ChunkManager {
     }
   }
 
-  #freeOldUploadedBodies(cutoff: number) {
-    const store = this.#store as ChunkStore;
-    const row = store.db.prepare<[number], { n: number; bytes: number }>(`SELECT COUNT(*) AS n, TOTAL(length(body)) AS bytes FROM chunks WHERE state = 'uploaded' AND body IS NOT NULL AND uploaded_at < ?`).get(cutoff);
-    if (row !== undefined && row.n > 0) store.db.prepare(`UPDATE chunks SET body = NULL WHERE state = 'uploaded' AND body IS NOT NULL AND uploaded_at < ?`).run(cutoff);
-    return { result: { layer: 'uploaded' as const, chunks: row?.n ?? 0, reports: 0, bytesFreed: row?.bytes ?? 0 }, expired: [], dropped: [] };
-  }
-
   async #finishCleanup(run: CleanupRun, trigger: CleanupTrigger): Promise<CleanupResult> {
     const store = this.#store as ChunkStore;
     for (const e of run.expired) {
       this.#emitter.emit('chunk-dead', { tenantId: e.tenant_id, reportId: e.report_id, index: e.idx, total: e.total_chunks, reason: e.reason });
     }
     await vacuum(store);
+    this.#loop?.wake(); // chunks may have gone: a flush() waiting on them resolves
     const result: CleanupResult = { trigger, layers: run.layers, onDiskBytesBefore: run.before, onDiskBytesAfter: store.size().onDiskBytes, dropped: run.dropped };
     if (run.layers.length > 0 || trigger === 'manual') this.#emitter.emit('cleanup', result);
     return result;

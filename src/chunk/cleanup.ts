@@ -64,60 +64,79 @@ function measured(layer: CleanupLayer, chunks: number, reports: number, bytesFre
   return { result: { layer, chunks, reports, bytesFreed }, expired: [], dropped: [] };
 }
 
-/** Frees the bodies of acknowledged chunks. */
-export function freeUploadedBodies(store: ChunkStore): LayerRun {
-  const row = store.db.prepare<[], { n: number; bytes: number }>(`SELECT COUNT(*) AS n, TOTAL(length(body)) AS bytes FROM chunks WHERE state = 'uploaded' AND body IS NOT NULL`).get();
+/** Reports handled per transaction; the event loop gets a turn between batches. */
+const BATCH = 200;
+
+/** Frees the bodies of chunks acknowledged before `before` (all of them when undefined). */
+export function freeUploadedBodies(store: ChunkStore, before = Number.MAX_SAFE_INTEGER): LayerRun {
+  const row = store.s.uploadedBodies.get(before);
   if (row === undefined || row.n === 0) return measured('uploaded', 0, 0, 0);
-  store.db.prepare(`UPDATE chunks SET body = NULL WHERE state = 'uploaded' AND body IS NOT NULL`).run();
+  store.s.freeUploaded.run(before);
   return measured('uploaded', row.n, 0, row.bytes);
 }
 
-/** Deletes reports in `state` last changed before `before` (all of them when `before` is undefined). */
-export function deleteReports(store: ChunkStore, layer: 'completed' | 'dead', before: number | undefined): LayerRun {
-  const state = layer;
+/** Deletes reports in `state` last changed before `before` (all of them when undefined), in batches. */
+export async function deleteReports(store: ChunkStore, layer: 'completed' | 'dead', before: number | undefined): Promise<LayerRun> {
   const cutoff = before ?? Number.MAX_SAFE_INTEGER;
-  return store.db
-    .transaction((): LayerRun => {
-      const row = store.db
-        .prepare<[string, number], { reports: number; chunks: number; bytes: number }>(
-          `SELECT COUNT(DISTINCT r.id) AS reports, COUNT(c.idx) AS chunks, TOTAL(length(c.body)) AS bytes
-           FROM reports r LEFT JOIN chunks c ON c.report_key = r.id WHERE r.state = ? AND r.updated_at < ?`,
-        )
-        .get(state, cutoff);
-      if (row === undefined || row.reports === 0) return measured(layer, 0, 0, 0);
-      store.db.prepare(`DELETE FROM reports WHERE state = ? AND updated_at < ?`).run(state, cutoff);
-      return measured(layer, row.chunks, row.reports, row.bytes);
-    })
-    .immediate();
+  let reports = 0;
+  let chunks = 0;
+  let bytes = 0;
+  for (;;) {
+    const done = store.db
+      .transaction((): boolean => {
+        const ids = store.s.deletableReports.all(layer, cutoff, BATCH);
+        for (const { id } of ids) {
+          const row = store.s.reportBodies.get(id);
+          chunks += row?.n ?? 0;
+          bytes += row?.bytes ?? 0;
+          store.s.deleteReport.run(id);
+        }
+        reports += ids.length;
+        return ids.length < BATCH;
+      })
+      .immediate();
+    if (done) break;
+    await yieldToLoop();
+  }
+  return measured(layer, chunks, reports, bytes);
 }
 
-/** Gives up pending reports stored before `before`: their chunks become `dead` (reason `expired`). */
-export function expirePending(store: ChunkStore, before: number, now: number): LayerRun {
-  return store.db
-    .transaction((): LayerRun => {
-      const reports = store.db.prepare<[number], { id: number }>(`SELECT id FROM reports WHERE state = 'pending' AND created_at < ?`).all(before);
-      const expired: Expired[] = [];
-      let bytes = 0;
-      for (const { id } of reports) {
-        for (const c of store.s.deadChunks.all(id)) expired.push({ ...c, reason: 'expired' });
-        bytes += store.db.prepare<[number], { b: number }>(`SELECT TOTAL(length(body)) AS b FROM chunks WHERE report_key = ? AND state IN ('pending', 'uploading')`).get(id)?.b ?? 0;
-        store.s.killChunks.run('expired: not uploaded within retentionHours', id);
-        store.s.killReport.run('expired', now, id);
-      }
-      return { result: { layer: 'expired', chunks: expired.length, reports: reports.length, bytesFreed: 0 }, expired, dropped: [] };
-    })
-    .immediate();
+/**
+ * Gives up pending reports stored before `before`: their chunks become `dead`
+ * (reason `expired`), in batches. A chunk being uploaded right now is marked
+ * too; its upload's outcome then changes nothing.
+ */
+export async function expirePending(store: ChunkStore, before: number, now: number): Promise<LayerRun> {
+  const expired: Expired[] = [];
+  let reports = 0;
+  for (;;) {
+    const done = store.db
+      .transaction((): boolean => {
+        const ids = store.s.expirableReports.all(before, BATCH);
+        for (const { id } of ids) {
+          for (const c of store.s.deadChunks.all(id)) expired.push({ tenant_id: c.tenant_id, report_id: c.report_id, idx: c.idx, total_chunks: c.total_chunks, reason: 'expired' });
+          store.s.killChunks.run('expired: not uploaded within retentionHours', id);
+          store.s.killReport.run('expired', now, id);
+        }
+        reports += ids.length;
+        return ids.length < BATCH;
+      })
+      .immediate();
+    if (done) break;
+    await yieldToLoop();
+  }
+  return { result: { layer: 'expired', chunks: expired.length, reports, bytesFreed: 0 }, expired, dropped: [] };
 }
 
 /** Deletes the oldest pending report not being uploaded right now; `undefined` when none is left. */
 export function dropOldestPending(store: ChunkStore, busyReports: { has(reportKey: number): boolean }): LayerRun | undefined {
   return store.db
     .transaction((): LayerRun | undefined => {
-      const candidates = store.db.prepare<[], { id: number; tenant_id: string; report_id: string }>(`SELECT id, tenant_id, report_id FROM reports WHERE state = 'pending' ORDER BY created_at, id LIMIT 64`).all();
+      const candidates = store.s.oldestPending.all();
       const victim = candidates.find((c) => !busyReports.has(c.id));
       if (victim === undefined) return undefined;
       const chunks = store.s.deadChunks.all(victim.id);
-      const row = store.db.prepare<[number], { n: number; bytes: number }>(`SELECT COUNT(*) AS n, TOTAL(length(body)) AS bytes FROM chunks WHERE report_key = ?`).get(victim.id);
+      const row = store.s.reportBodies.get(victim.id);
       store.s.deleteReport.run(victim.id);
       return {
         result: { layer: 'dropped', chunks: row?.n ?? 0, reports: 1, bytesFreed: row?.bytes ?? 0 },

@@ -101,7 +101,7 @@ export function needsChunking(report: Report, settings: SplitSettings): boolean 
 
 interface Decision {
   readonly chunked: boolean;
-  /** Serialised findings and assets when measuring needed them. */
+  /** Serialised findings and assets, when the report is sent whole. */
   readonly findings?: string[];
   readonly assets?: string[];
   readonly head: string;
@@ -112,14 +112,22 @@ function decide(report: Report, settings: SplitSettings): Decision {
   const assets = report.assets ?? [];
   const head = headOf(report);
   if (findings.length >= settings.minFindingsForChunking || assets.length >= settings.minAssetsForChunking) return { chunked: true, head };
-  // Few items: serialising them all to measure is bounded by the count thresholds.
-  const f = findings.map((x, i) => stringifyItem(x, `Finding ${i}`));
-  const a = assets.map((x, i) => stringifyItem(x, `Asset ${i}`));
-  let bytes = Buffer.byteLength(head) + 27 + Math.max(0, f.length - 1) + Math.max(0, a.length - 1);
-  for (const s of f) bytes += Buffer.byteLength(s);
-  for (const s of a) bytes += Buffer.byteLength(s);
-  const chunked = bytes >= settings.minSizeForChunkingBytes || bytes > settings.maxChunkSizeBytes;
-  return { chunked, findings: f, assets: a, head };
+  // Few items: measure by serialising them, but stop as soon as the report is known to be chunked, so
+  // this never serialises more than `maxChunkSizeBytes` on the event loop; the chunked path then
+  // serialises chunk by chunk.
+  const limit = Math.min(settings.minSizeForChunkingBytes, settings.maxChunkSizeBytes + 1);
+  let bytes = Buffer.byteLength(head) + 27;
+  const f: string[] = [];
+  const a: string[] = [];
+  for (const [list, out, what] of [[findings, f, 'Finding'], [assets, a, 'Asset']] as const) {
+    for (let i = 0; i < list.length; i++) {
+      const json = stringifyItem(list[i], `${what} ${i}`);
+      bytes += Buffer.byteLength(json) + (i > 0 ? 1 : 0);
+      if (bytes >= limit) return { chunked: true, head };
+      out.push(json);
+    }
+  }
+  return { chunked: false, findings: f, assets: a, head };
 }
 
 /**
@@ -159,7 +167,7 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
     const key = assetKeyOf(asset);
     if (key !== undefined && !assetIndex.has(key)) assetIndex.set(key, i);
   });
-  const assetJson: (string | undefined)[] = decision.assets ?? new Array<string | undefined>(assets.length);
+  const assetJson = new Array<string | undefined>(assets.length);
   const jsonOfAsset = (i: number): string => (assetJson[i] ??= stringifyItem(assets[i], `Asset ${i}`));
   const builder = new ChunkBuilder(settings, decision.head, (key) => {
     const i = assetIndex.get(key);
@@ -172,7 +180,7 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
   };
 
   for (let i = 0; i < findings.length; i++) {
-    const json = decision.findings?.[i] ?? stringifyItem(findings[i], `Finding ${i}`);
+    const json = stringifyItem(findings[i], `Finding ${i}`);
     digest.finding(json);
     await push(builder.addFinding(json, referencedKeys(settings, findings[i]), i));
   }

@@ -57,7 +57,7 @@ export interface ChunkManagerOptions {
   readonly autoCleanupOnUpload?: boolean;
   /** Delete every row of a report once all its chunks are acknowledged. @default true */
   readonly cleanupOnReportComplete?: boolean;
-  /** Period of the retention cleanup, in minutes; 0 turns the timer off (call `cleanup()` yourself). @default 15 */
+  /** Period of the retention cleanup, in minutes (at least 1/60, one second); 0 turns the timer off (call `cleanup()` yourself). @default 15 */
   readonly cleanupIntervalMinutes?: number;
   /** When over `maxStorageMB`, run the cleanup layers at once (on submit and on every periodic pass) instead of waiting for retention. @default true */
   readonly aggressiveCleanup?: boolean;
@@ -192,7 +192,10 @@ export function resolveChunkManagerOptions(options: ChunkManagerOptions): Resolv
   v.boolean('autoCleanupOnUpload', o.autoCleanupOnUpload);
   v.boolean('cleanupOnReportComplete', o.cleanupOnReportComplete);
   v.number('cleanupIntervalMinutes', o.cleanupIntervalMinutes, 0);
-  if (o.cleanupIntervalMinutes * 60_000 > v.MAX_TIMER_MS) v.fail('cleanupIntervalMinutes', `a number of minutes from 0 to ${Math.floor(v.MAX_TIMER_MS / 60_000)}`, o.cleanupIntervalMinutes);
+  const intervalMs = o.cleanupIntervalMinutes * 60_000;
+  if (intervalMs > v.MAX_TIMER_MS || (intervalMs > 0 && intervalMs < 1000)) {
+    v.fail('cleanupIntervalMinutes', `0 (off) or a number of minutes from 1/60 (one second) to ${Math.floor(v.MAX_TIMER_MS / 60_000)}`, o.cleanupIntervalMinutes);
+  }
   v.boolean('aggressiveCleanup', o.aggressiveCleanup);
   if (o.onStorageFull !== 'reject' && o.onStorageFull !== 'drop-oldest') v.fail('onStorageFull', "'reject' or 'drop-oldest'", o.onStorageFull);
   v.fn('findingAssetIds', o.findingAssetIds);

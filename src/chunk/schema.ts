@@ -15,12 +15,13 @@ export const CHUNK_SCHEMA_VERSION = 1;
  * uploader, deleted on open), `pending`, `completed`, `dead`.
  * Chunk states: `staging`, `pending`, `uploading`, `uploaded`, `dead`.
  * The body is the last column, so reading the others never touches its overflow pages;
- * it is NULL once freed.
+ * it is NULL once freed. Ids are AUTOINCREMENT: an upload still in flight when
+ * its rows are deleted can never update a newer row that reused its id.
  */
 const MIGRATIONS: readonly string[] = [
   // v1
   `CREATE TABLE reports (
-     id INTEGER PRIMARY KEY,
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
      tenant_id TEXT NOT NULL,
      report_id TEXT NOT NULL,
      state TEXT NOT NULL CHECK (state IN ('staging', 'pending', 'completed', 'dead')),
@@ -38,6 +39,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX reports_by_state ON reports (state, updated_at);
    CREATE INDEX reports_pending_age ON reports (created_at, id) WHERE state = 'pending';
    CREATE TABLE chunks (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
      report_key INTEGER NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
      idx INTEGER NOT NULL,
      tenant_id TEXT NOT NULL,
@@ -53,11 +55,11 @@ const MIGRATIONS: readonly string[] = [
      uploaded_at INTEGER,
      last_error TEXT,
      body BLOB,
-     PRIMARY KEY (report_key, idx)
+     UNIQUE (report_key, idx)
    );
    CREATE INDEX chunks_ready ON chunks (priority DESC, created_at, report_key, idx) WHERE state = 'pending';
    CREATE INDEX chunks_next_attempt ON chunks (next_attempt_at) WHERE state = 'pending';
-   CREATE INDEX chunks_by_state ON chunks (state);
+   CREATE INDEX chunks_uploading ON chunks (report_key) WHERE state = 'uploading';
    CREATE TABLE stage_assets (
      report_key INTEGER NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
      asset_key TEXT NOT NULL,

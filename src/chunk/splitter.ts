@@ -119,10 +119,13 @@ export class ChunkBuilder {
   #assetKeys: string[] = [];
   #assetSet = new Set<string>();
   #bytes: number;
-  /** Every asset key some chunk has carried. */
+  /** Every asset key some chunk has carried (only when tracked: a stream does not need it). */
   readonly emitted = new Set<string>();
+  readonly #trackEmitted: boolean;
 
-  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup) {
+  /** @param trackEmitted - remember every asset key carried, in {@link emitted} */
+  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup, trackEmitted = true) {
+    this.#trackEmitted = trackEmitted;
     this.#limits = limits;
     this.#head = head;
     this.#lookup = lookup;
@@ -150,7 +153,7 @@ export class ChunkBuilder {
     let closed: BuiltChunk | undefined;
     let plan = this.#plan(json, keys);
     if (plan === undefined) {
-      if (this.#findings.length === 0 && this.#assets.length === 0) this.#tooLarge('Finding', position, json, keys);
+      if (this.#isFresh()) this.#tooLarge('Finding', position, json, keys);
       closed = this.#close();
       plan = this.#plan(json, keys);
       if (plan === undefined) this.#tooLarge('Finding', position, json, keys);
@@ -170,7 +173,7 @@ export class ChunkBuilder {
     const size = Buffer.byteLength(json) + (this.#assets.length > 0 ? 1 : 0);
     let closed: BuiltChunk | undefined;
     if (this.#assets.length + 1 > this.#limits.maxAssetsPerChunk || this.#bytes + size > this.#limits.maxChunkSizeBytes) {
-      if (this.#findings.length === 0 && this.#assets.length === 0) this.#tooLarge('Asset', position, json, []);
+      if (this.#isFresh()) this.#tooLarge('Asset', position, json, []);
       closed = this.#close();
       if (this.#bytes + Buffer.byteLength(json) > this.#limits.maxChunkSizeBytes) this.#tooLarge('Asset', position, json, []);
     }
@@ -184,13 +187,18 @@ export class ChunkBuilder {
     return this.#close();
   }
 
+  /** Whether the current chunk holds nothing that closing it would move out of the way (chunk 0's metadata counts). */
+  #isFresh(): boolean {
+    return this.#findings.length === 0 && this.#assets.length === 0 && (this.#index > 0 || this.#head === '');
+  }
+
   #putAsset(key: string | undefined, json: string): void {
     this.#bytes += (this.#assets.length > 0 ? 1 : 0) + Buffer.byteLength(json);
     this.#assets.push(json);
     if (key !== undefined) {
       this.#assetSet.add(key);
       this.#assetKeys.push(key);
-      this.emitted.add(key);
+      if (this.#trackEmitted) this.emitted.add(key);
     }
   }
 

@@ -131,11 +131,12 @@ function prepare(db: Database.Database) {
     deleteReport: q(`DELETE FROM reports WHERE id = ?`),
     deleteStaging: q(`DELETE FROM reports WHERE state = 'staging'`),
     resetUploading: q(`UPDATE chunks SET state = 'pending' WHERE state = 'uploading'`),
+    uploadingRows: q<[], { rowid: number }>(`SELECT id AS rowid FROM chunks WHERE state = 'uploading'`),
     resetUploadingOne: q(`UPDATE chunks SET state = 'pending' WHERE rowid = ? AND state = 'uploading'`),
     claim: q<[number, number], ClaimedChunk>(
       `UPDATE chunks SET state = 'uploading'
        WHERE rowid IN (SELECT rowid FROM chunks WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY priority DESC, created_at, report_key, idx LIMIT ?)
-       RETURNING rowid, report_key, idx, tenant_id, created_at, attempts, sha256, raw_bytes, stored_bytes, encoding, body,
+       RETURNING id AS rowid, report_key, idx, tenant_id, created_at, attempts, sha256, raw_bytes, stored_bytes, encoding, body,
          (SELECT report_id FROM reports WHERE id = report_key) AS report_id,
          (SELECT kind FROM reports WHERE id = report_key) AS kind,
          (SELECT total_chunks FROM reports WHERE id = report_key) AS total_chunks`,
@@ -155,6 +156,11 @@ function prepare(db: Database.Database) {
     ),
     killChunks: q(`UPDATE chunks SET state = 'dead', last_error = coalesce(?, last_error) WHERE report_key = ? AND state IN ('pending', 'uploading')`),
     killReport: q(`UPDATE reports SET state = 'dead', dead_reason = ?, updated_at = ? WHERE id = ? AND state = 'pending'`),
+    expirableReports: q<[number, number], { id: number }>(`SELECT id FROM reports WHERE state = 'pending' AND created_at < ? ORDER BY id LIMIT ?`),
+    deletableReports: q<[string, number, number], { id: number }>(`SELECT id FROM reports WHERE state = ? AND updated_at < ? ORDER BY id LIMIT ?`),
+    freeUploaded: q(`UPDATE chunks SET body = NULL WHERE state = 'uploaded' AND body IS NOT NULL AND uploaded_at < ?`),
+    uploadedBodies: q<[number], { n: number; bytes: number }>(`SELECT COUNT(*) AS n, TOTAL(length(body)) AS bytes FROM chunks WHERE state = 'uploaded' AND body IS NOT NULL AND uploaded_at < ?`),
+    oldestPending: q<[], { id: number; tenant_id: string; report_id: string }>(`SELECT id, tenant_id, report_id FROM reports WHERE state = 'pending' ORDER BY created_at, id LIMIT 64`),
     chunkStats: q<[], { state: string; n: number; raw: number; stored: number; live: number }>(
       `SELECT state, COUNT(*) AS n, TOTAL(raw_bytes) AS raw, TOTAL(stored_bytes) AS stored, TOTAL(length(body)) AS live FROM chunks GROUP BY state`,
     ),
@@ -185,14 +191,20 @@ export class ChunkStore {
       throw err;
     }
     const s = this.s;
-    const duplicateOrConflict = (existing: ReportRow, digest: string): InsertOutcome => {
-      if (existing.content_sha256 === digest) return { outcome: 'duplicate', existing };
+    /** `undefined` when the new report may be stored (a dead report with the same content is replaced: a retry revives it). */
+    const duplicateOrConflict = (existing: ReportRow, digest: string): InsertOutcome | undefined => {
+      if (existing.content_sha256 === digest) {
+        if (existing.state !== 'dead') return { outcome: 'duplicate', existing };
+        s.deleteReport.run(existing.id);
+        return undefined;
+      }
       throw new ChunkError('OUTPOST_REPORT_CONFLICT', `Report \`${existing.report_id}\` of tenant \`${existing.tenant_id}\` is already stored with different content; use a new report id`);
     };
     this.#insertReport = this.db
       .transaction((header: ReportHeader, kind: 'whole' | 'chunked', digest: string, chunks: readonly ChunkInsert[], now: number): InsertOutcome => {
         const existing = s.reportById.get(header.tenantId, header.reportId);
-        if (existing !== undefined) return duplicateOrConflict(existing, digest);
+        const known = existing === undefined ? undefined : duplicateOrConflict(existing, digest);
+        if (known !== undefined) return known;
         let rawBytes = 0;
         let storedBytes = 0;
         for (const c of chunks) {
@@ -219,9 +231,10 @@ export class ChunkStore {
     this.#finalize = this.db
       .transaction((key: number, header: ReportHeader, kind: 'whole' | 'chunked', total: number, digest: string, rawBytes: number, storedBytes: number, now: number): InsertOutcome => {
         const existing = s.reportById.get(header.tenantId, header.reportId);
-        if (existing !== undefined) {
+        const known = existing === undefined ? undefined : duplicateOrConflict(existing, digest);
+        if (known !== undefined) {
           s.deleteReport.run(key);
-          return duplicateOrConflict(existing, digest);
+          return known;
         }
         s.dropStageAssets.run(key);
         s.finalizeChunks.run(now, key);

@@ -56,33 +56,57 @@ export interface StagedReport {
 async function* abortable<T>(items: AsyncIterable<T> | Iterable<T>, signal: AbortSignal): AsyncGenerator<T> {
   const iterator: AsyncIterator<T> | Iterator<T> =
     Symbol.asyncIterator in items ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
-  let onAbort: (() => void) | undefined;
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-  aborted.catch(() => undefined);
   let finished = false;
   try {
-    signal.throwIfAborted();
     for (;;) {
-      const next = iterator.next();
-      const result = next instanceof Promise ? await Promise.race([next, aborted]) : next;
+      signal.throwIfAborted();
+      // A fresh listener per item, removed once the item arrives: nothing is retained across items.
+      const result = await new Promise<IteratorResult<T>>((resolve, reject) => {
+        const onAbort = (): void => reject(signal.reason);
+        signal.addEventListener('abort', onAbort, { once: true });
+        Promise.resolve(iterator.next()).then(
+          (r) => {
+            signal.removeEventListener('abort', onAbort);
+            resolve(r);
+          },
+          (err: unknown) => {
+            signal.removeEventListener('abort', onAbort);
+            reject(err);
+          },
+        );
+      });
       if (result.done === true) {
         finished = true;
         return;
       }
       yield result.value;
-      signal.throwIfAborted();
     }
   } finally {
-    signal.removeEventListener('abort', onAbort as () => void);
     if (!finished) {
       // Tell the source to stop; a stalled source may never answer, so do not wait for it.
       void Promise.resolve()
         .then(() => iterator.return?.())
         .catch(() => undefined);
     }
+  }
+}
+
+/** Reads `items` to the end only to compute the content digest (a resubmission of a stored report). */
+export async function digestStream(metadata: unknown, items: AsyncIterable<StreamItem> | Iterable<StreamItem>, signal: AbortSignal): Promise<string> {
+  const digest = new ContentDigest();
+  digest.head(headOf(metadata === undefined ? {} : { metadata }));
+  let position = 0;
+  for await (const item of abortable(items, signal)) {
+    checkItem(item, position++);
+    if ('finding' in item) digest.finding(stringifyItem(item.finding, 'Finding'));
+    else digest.asset(stringifyItem(item.asset, 'Asset'));
+  }
+  return digest.digest();
+}
+
+function checkItem(item: unknown, position: number): asserts item is StreamItem {
+  if (typeof item !== 'object' || item === null || ('finding' in item) === ('asset' in item)) {
+    throw new InvalidArgumentError(`Stream item ${position} must be { finding } or { asset }, got ${item === null ? 'null' : typeof item === 'object' ? `keys ${Object.keys(item).join(', ') || '(none)'}` : typeof item}`);
   }
 }
 
@@ -121,7 +145,7 @@ export async function stageStream(ctx: StageContext, items: AsyncIterable<Stream
     // Keep what events need, not the body.
     staged.push({ index: chunk.index, rawBytes: chunk.rawBytes, storedBytes: chunk.body.byteLength });
   });
-  const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json);
+  const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json, false);
   const push = async (built: BuiltChunk | undefined): Promise<void> => {
     if (built !== undefined) await window.push(built);
   };
@@ -130,9 +154,7 @@ export async function stageStream(ctx: StageContext, items: AsyncIterable<Stream
   let assets = 0;
   let position = 0;
   for await (const item of abortable(items, signal)) {
-    if (typeof item !== 'object' || item === null || ('finding' in item) === ('asset' in item)) {
-      throw new InvalidArgumentError(`Stream item ${position} must be { finding } or { asset }, got ${item === null ? 'null' : typeof item === 'object' ? `keys ${Object.keys(item).join(', ') || '(none)'}` : typeof item}`);
-    }
+    checkItem(item, position);
     if ('finding' in item) {
       const json = stringifyItem(item.finding, `Finding ${findings}`);
       digest.finding(json);

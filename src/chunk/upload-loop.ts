@@ -22,8 +22,9 @@ export interface UploadLoopContext {
   readonly onReportDeleted: (layer: CleanupLayerResult) => void;
 }
 
-/** Delay after a database failure in the loop before it tries again, in ms. */
+/** First delay after a database failure in the loop before it tries again, in ms; doubles up to {@link STORE_RETRY_MAX_MS}. */
 const STORE_RETRY_MS = 1_000;
+const STORE_RETRY_MAX_MS = 60_000;
 
 /** Runs uploads until {@link stop}. */
 export class UploadLoop {
@@ -37,6 +38,10 @@ export class UploadLoop {
   #timerAt = Number.POSITIVE_INFINITY;
   readonly #delays = new Set<NodeJS.Timeout>();
   #running = false;
+  /** Acknowledged uploads whose database write failed: retried as writes, never re-uploaded. */
+  readonly #unrecorded = new Map<number, { chunk: ClaimedChunk; result: UploadResult }>();
+  #recoveryTimer: NodeJS.Timeout | undefined;
+  #recoveryDelayMs = STORE_RETRY_MS;
   #idleWaiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
 
   constructor(ctx: UploadLoopContext) {
@@ -60,15 +65,17 @@ export class UploadLoop {
     const { store, options } = this.#ctx;
     try {
       const free = options.maxConcurrentUploads - this.#slotsHeld;
-      if (free > 0) {
-        const claimed = store.s.claim.all(options.now(), free);
+      const now = options.now();
+      // The earliest due time comes from a small index; only when something is due does the claim sort the queue.
+      const due = store.s.nextAttemptAt.get()?.at ?? null;
+      if (free > 0 && due !== null && due <= now) {
+        const claimed = store.s.claim.all(now, free);
         for (const chunk of claimed) this.#launch(chunk);
       }
       this.#arm();
       this.#checkIdle();
     } catch (err) {
-      this.#ctx.emitter.error(asOutpostError(store.wrap('claim chunks to upload', err), 'claim chunks to upload'));
-      this.#armAt(options.now() + STORE_RETRY_MS);
+      this.#storeFailed('claim chunks to upload', err);
     }
   }
 
@@ -107,6 +114,7 @@ export class UploadLoop {
     this.#timer = undefined;
     for (const t of this.#delays) clearTimeout(t);
     this.#delays.clear();
+    this.#recoveryTimer = undefined;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w.reject(new IllegalStateError('flush', 'closing'));
@@ -118,7 +126,14 @@ export class UploadLoop {
   }
 
   #checkIdle(): void {
-    if (this.#idleWaiters.length === 0 || !this.#isIdle()) return;
+    if (this.#idleWaiters.length === 0) return;
+    let idle: boolean;
+    try {
+      idle = this.#isIdle();
+    } catch {
+      return; // the database is failing: the recovery wakes us again
+    }
+    if (!idle) return;
     const waiters = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const w of waiters) w.resolve();
@@ -206,7 +221,13 @@ export class UploadLoop {
       this.#failed(chunk, err);
       return;
     }
-    this.#storeStep('record an upload', () => this.#uploaded(chunk, result));
+    try {
+      this.#uploaded(chunk, result);
+    } catch (err) {
+      // The server has it; only our bookkeeping failed (a full disk). Keep the acknowledgement and retry the write.
+      this.#unrecorded.set(chunk.rowid, { chunk, result });
+      this.#storeFailed('record an upload', err);
+    }
   }
 
   #uploaded(chunk: ClaimedChunk, result: UploadResult): void {
@@ -319,25 +340,39 @@ export class UploadLoop {
     try {
       fn();
     } catch (err) {
-      this.#ctx.emitter.error(asOutpostError(this.#ctx.store.wrap(what, err), what));
-      // The row may still say `uploading`: put such rows back once the database takes writes again.
-      this.#armRecovery();
+      this.#storeFailed(what, err);
     }
   }
 
+  /** Reports a database failure once per outage and arms the recovery with a growing delay. */
+  #storeFailed(what: string, err: unknown): void {
+    if (this.#recoveryTimer === undefined) this.#ctx.emitter.error(asOutpostError(this.#ctx.store.wrap(what, err), what));
+    this.#armRecovery();
+  }
+
   #armRecovery(): void {
+    if (this.#recoveryTimer !== undefined || !this.#running) return;
     const timer = setTimeout(() => {
       this.#delays.delete(timer);
+      this.#recoveryTimer = undefined;
       if (!this.#running) return;
       try {
-        const busy = [...this.#inFlight.keys()];
-        const rows = this.#ctx.store.db.prepare<[], { rowid: number }>(`SELECT rowid FROM chunks WHERE state = 'uploading'`).all();
-        for (const { rowid } of rows) if (!busy.includes(rowid)) this.#ctx.store.s.resetUploadingOne.run(rowid);
+        for (const [rowid, { chunk, result }] of this.#unrecorded) {
+          this.#uploaded(chunk, result);
+          this.#unrecorded.delete(rowid);
+        }
+        // Rows a failed step left `uploading` (not in flight, not acknowledged) go back to pending.
+        for (const { rowid } of this.#ctx.store.s.uploadingRows.all()) {
+          if (!this.#inFlight.has(rowid) && !this.#unrecorded.has(rowid)) this.#ctx.store.s.resetUploadingOne.run(rowid);
+        }
+        this.#recoveryDelayMs = STORE_RETRY_MS;
         this.wake();
       } catch {
+        this.#recoveryDelayMs = Math.min(STORE_RETRY_MAX_MS, this.#recoveryDelayMs * 2);
         this.#armRecovery();
       }
-    }, STORE_RETRY_MS);
+    }, this.#recoveryDelayMs);
+    this.#recoveryTimer = timer;
     this.#delays.add(timer);
     this.#refTimers();
   }

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ChunkManager, type ChunkDeadEvent, type ChunkManagerOptions } from '../../src/chunk/index.js';
 import { ChunkError, InvalidArgumentError, UploadHttpError } from '../../src/errors.js';
 import Database from 'better-sqlite3';
+import { storeOf } from '../../src/chunk/chunk-manager.js';
 import { badRequest, makeReport, ScriptedUploader, startManager, unavailable } from '../helpers/chunk.js';
 import { tempDir } from '../helpers/ingest.js';
 
@@ -227,5 +228,98 @@ describe('ChunkManager streaming', () => {
     const chunks = await Promise.all([...up.seen].sort((a, b) => a.index - b.index).map(async (s) => JSON.parse((await zstdDecompress(Buffer.from(s.body))).toString())));
     expect(chunks[1].findings.map((f: { id: number }) => f.id)).toEqual([3, 4]);
     expect(chunks[1].assets.map((a: { id: string }) => a.id)).toEqual(['A', 'B']);
+  });
+});
+
+describe('ChunkManager races', () => {
+  it('never lets an upload still in flight for a deleted report touch a newer report', async () => {
+    let clock = 1_000_000;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let releaseB!: () => void;
+    const gateB = new Promise<void>((r) => (releaseB = r));
+    const up = new ScriptedUploader();
+    const seen: string[] = [];
+    const gated = {
+      uploadChunk: async (...a: Parameters<ScriptedUploader['uploadChunk']>) => {
+        seen.push(`${a[0].reportId}#${a[0].index}`);
+        await (a[0].reportId === 'A' ? gate : gateB);
+        return up.uploadChunk(...a);
+      },
+      uploadReport: async (...a: Parameters<ScriptedUploader['uploadReport']>) => {
+        seen.push(`${a[0].reportId}#0`);
+        await (a[0].reportId === 'A' ? gate : gateB);
+        return up.uploadReport(...a);
+      },
+    };
+    tmp = tempDir();
+    const m = await startManager(tmp.dir, gated, { retentionHours: 1, now: () => clock, cleanupIntervalMinutes: 0 });
+    managers.push(m);
+    const events: string[] = [];
+    m.on('chunk-uploaded', (e) => events.push(`uploaded ${e.reportId}`));
+    m.on('report-completed', (e) => events.push(`completed ${e.reportId}`));
+    await m.submitReport(makeReport(1, 0), { tenantId: 't', reportId: 'A' });
+    await expect.poll(() => seen).toEqual(['A#0']);
+    clock += 2 * 3_600_000; // A expires while its upload hangs
+    await m.cleanup();
+    await m.cleanupToSize(0); // and its dead rows are deleted
+    expect(m.getReport('t', 'A')).toBeUndefined();
+    await m.submitReport(makeReport(1, 0), { tenantId: 't', reportId: 'B' });
+    await expect.poll(() => seen).toContain('B#0'); // B's chunk is uploading, perhaps under A's old ids
+    release(); // A's late 201 arrives
+    await new Promise((r) => setTimeout(r, 50));
+    expect(events).toEqual([]);
+    expect(m.getReport('t', 'B')?.chunks[0]).toMatchObject({ state: 'uploading' });
+    releaseB();
+    await m.flush();
+    expect(events).toEqual(['uploaded B', 'completed B']);
+  });
+
+  it('revives a dead report when the same content is submitted again', async () => {
+    const up = new ScriptedUploader();
+    up.fail = (_u, attempt) => (attempt === 1 ? badRequest() : undefined);
+    const { m } = await open({ cleanupOnReportComplete: false }, up);
+    await m.submitReport(makeReport(2, 0), { tenantId: 't', reportId: 'r' });
+    await m.flush();
+    expect(m.getReport('t', 'r')?.state).toBe('dead');
+    const again = await m.submitReport(makeReport(2, 0), { tenantId: 't', reportId: 'r' });
+    expect(again.duplicate).toBe(false);
+    await m.flush();
+    expect(m.getReport('t', 'r')?.state).toBe('completed');
+    expect(up.seen).toHaveLength(2);
+  });
+
+  it('records an acknowledged upload once the database takes writes again, without uploading it twice', async () => {
+    const { m, up } = await open({ cleanupOnReportComplete: false });
+    const errors: unknown[] = [];
+    m.on('error', (e) => errors.push(e));
+    const s = storeOf(m)!.s as unknown as { markUploaded: { run: (...a: unknown[]) => { changes: number } } };
+    const real = s.markUploaded;
+    let failures = 2;
+    s.markUploaded = {
+      run: (...a: unknown[]) => {
+        if (failures-- > 0) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+        return real.run(...a);
+      },
+    };
+    await m.submitReport(makeReport(1, 0), { tenantId: 't', reportId: 'r' });
+    await expect.poll(() => m.getReport('t', 'r')?.state, { timeout: 8000 }).toBe('completed');
+    expect(up.seen).toHaveLength(1);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ code: 'OUTPOST_DISK_FULL' });
+  });
+
+  it('resolves a waiting flush() when cleanup gives up the last pending chunks', async () => {
+    let clock = 1_000_000;
+    const up = new ScriptedUploader();
+    up.fail = () => unavailable(3_600_000);
+    const { m } = await open({ retentionHours: 1, now: () => clock, cleanupIntervalMinutes: 0 }, up);
+    await m.submitReport(makeReport(1, 0), { tenantId: 't' });
+    await expect.poll(() => up.seen.length).toBe(1);
+    const flushed = m.flush();
+    clock += 2 * 3_600_000;
+    await m.cleanup();
+    await flushed;
+    expect(m.stats().chunks.dead.count).toBe(1);
   });
 });

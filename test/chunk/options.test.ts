@@ -53,6 +53,7 @@ describe('ChunkManager options: validation', () => {
     ['autoCleanupOnUpload', 'yes', /`autoCleanupOnUpload`.*boolean/],
     ['cleanupOnReportComplete', 1, /`cleanupOnReportComplete`.*boolean/],
     ['cleanupIntervalMinutes', -1, /`cleanupIntervalMinutes`/],
+    ['cleanupIntervalMinutes', 0.001, /`cleanupIntervalMinutes`.*one second/],
     ['aggressiveCleanup', null, /`aggressiveCleanup`.*boolean/],
     ['onStorageFull', 'drop-newest', /`onStorageFull`.*'reject' or 'drop-oldest'/],
     ['retryPolicy', 5, /`retryPolicy`/],
@@ -301,13 +302,13 @@ describe('ChunkManager options: behaviour', () => {
     let clock = 1_000_000;
     const up = new ScriptedUploader();
     up.fail = () => unavailable(3_600_000);
-    const { m } = await open({ cleanupIntervalMinutes: 0.001, retentionHours: 1, now: () => clock }, up); // every 60 ms
+    const { m } = await open({ cleanupIntervalMinutes: 1 / 60, retentionHours: 1, now: () => clock }, up); // every second
     const dead: string[] = [];
     m.on('chunk-dead', (e) => dead.push(e.reason));
     await m.submitReport(makeReport(1, 0), { tenantId: 't' });
     await expect.poll(() => up.seen.length).toBe(1); // tried once; the next try is an hour away
     clock += 2 * 3_600_000;
-    await expect.poll(() => dead, { timeout: 2000 }).toEqual(['expired']);
+    await expect.poll(() => dead, { timeout: 3000 }).toEqual(['expired']);
 
     const { m: off } = await open({ cleanupIntervalMinutes: 0, retentionHours: 1, now: () => clock }, up);
     const offDead: string[] = [];

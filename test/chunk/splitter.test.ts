@@ -102,3 +102,14 @@ describe('splitting', () => {
     expect(body.assets).toEqual([{ id: 'x', v: 1 }, { v: 3 }, { v: 4 }]);
   });
 });
+
+describe('splitting around large metadata', () => {
+  it('closes chunk 0 with only the metadata when the first item does not fit beside it', async () => {
+    const report = { metadata: { note: 'm'.repeat(600) }, findings: [{ t: 'f'.repeat(480) }, { t: 'g'.repeat(480) }] };
+    const e = await encodeReport(report, settings({ maxChunkSizeBytes: 1000 }), undefined);
+    const bodies = await Promise.all(e.chunks.map(async (c) => JSON.parse((await zstdDecompress(Buffer.from(c.body))).toString()) as Body));
+    expect(bodies[0]!.metadata).toEqual(report.metadata);
+    expect(bodies[0]!.findings).toEqual([]);
+    expect(bodies.flatMap((b) => b.findings)).toEqual(report.findings);
+  });
+});
