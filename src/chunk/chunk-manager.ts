@@ -223,11 +223,10 @@ export class ChunkManager {
       if (existing !== undefined && existing.state !== 'dead') {
         // A resubmission: only the digest decides (duplicate or conflict), so store nothing and ask for no room.
         const digest = await digestStream(options.metadata, items, signal);
-        const outcome = store.guard('read the report', () => store.s.reportById.get(header.tenantId, header.reportId));
-        if (outcome !== undefined && outcome.content_sha256 === digest) return this.#stored(header, { outcome: 'duplicate', existing: outcome }, outcome.kind, [], outcome.raw_bytes);
-        if (outcome !== undefined) {
-          throw new ChunkError('OUTPOST_REPORT_CONFLICT', `Report \`${header.reportId}\` of tenant \`${header.tenantId}\` is already stored with different content; use a new report id`);
-        }
+        // Judge against the row as it was when the stream began: the stream is consumed, so even if the
+        // report completed and was deleted meanwhile, there is nothing left to store.
+        if (existing.content_sha256 === digest) return this.#stored(header, { outcome: 'duplicate', existing }, existing.kind, [], existing.raw_bytes);
+        throw new ChunkError('OUTPOST_REPORT_CONFLICT', `Report \`${header.reportId}\` of tenant \`${header.tenantId}\` is already stored with different content; use a new report id`);
       }
       const key = store.beginStaging(header, this.options.now());
       try {

@@ -56,7 +56,7 @@ export type ChunkDeadReason = 'rejected' | 'expired' | 'report-dead' | 'dropped'
 /** A chunk was given up (`chunk-dead`). */
 export interface ChunkDeadEvent extends ChunkEventBase {
   /**
-   * `rejected`: the server refused it for good (a 4xx other than 408/409/429);
+   * `rejected`: the server refused it for good (a 4xx other than 401/403/408/409/429, a 3xx, a non-retryable network error);
    * `expired`: not uploaded within `retentionHours`;
    * `report-dead`: another chunk of its report died, so the report cannot complete;
    * `dropped`: deleted for room under `onStorageFull: 'drop-oldest'`.

@@ -131,6 +131,7 @@ function prepare(db: Database.Database) {
     deleteReport: q(`DELETE FROM reports WHERE id = ?`),
     deleteStaging: q(`DELETE FROM reports WHERE state = 'staging'`),
     resetUploading: q(`UPDATE chunks SET state = 'pending' WHERE state = 'uploading'`),
+    chunkState: q<[number], { state: string }>(`SELECT state FROM chunks WHERE id = ?`),
     uploadingRows: q<[], { rowid: number }>(`SELECT id AS rowid FROM chunks WHERE state = 'uploading'`),
     resetUploadingOne: q(`UPDATE chunks SET state = 'pending' WHERE rowid = ? AND state = 'uploading'`),
     claim: q<[number, number], ClaimedChunk>(

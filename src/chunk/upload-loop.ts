@@ -320,14 +320,17 @@ export class UploadLoop {
   /** Marks the report dead: the failing chunk with `reason`, its other unsent chunks with `report-dead`. */
   #kill(chunk: ClaimedChunk, reason: 'rejected' | 'expired', error: OutpostError, now: number): void {
     const { store, emitter } = this.#ctx;
-    const others: (ChunkRef & { rowid: number })[] = store.db
+    const others: (ChunkRef & { rowid: number })[] | undefined = store.db
       .transaction(() => {
+        // A late refusal for a chunk whose report died or was deleted meanwhile changes nothing.
+        if (store.s.chunkState.get(chunk.rowid)?.state !== 'uploading') return undefined;
         const rows = store.s.deadChunks.all(chunk.report_key);
         store.s.killChunks.run(`${error.code}: ${error.message}`.slice(0, 1000), chunk.report_key);
         store.s.killReport.run(reason === 'expired' ? 'expired' : `chunk ${chunk.idx} rejected: ${error.code}`, now, chunk.report_key);
         return rows;
       })
       .immediate();
+    if (others === undefined) return;
     emitter.emit('chunk-dead', { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks, reason, error });
     for (const o of others) {
       if (o.rowid === chunk.rowid) continue;
