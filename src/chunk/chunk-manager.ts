@@ -136,13 +136,15 @@ export class ChunkManager {
     this.#store = store;
     this.#loop = new UploadLoop({ store, options: this.options, emitter: this.#emitter, onReportDeleted: (layer) => this.#afterReportDeleted(layer) });
     this.#state = 'running';
+    // Give up what expired while the process was down before uploading anything, so no chunk is
+    // sent only to be declared dead a moment later. Failures become `error` events, not a failed start.
+    await this.#background(() => this.cleanup('interval'));
     this.#loop.start();
     const minutes = this.options.cleanupIntervalMinutes;
     if (minutes > 0) {
       this.#cleanupTimer = setInterval(() => void this.#background(() => this.cleanup('interval')), minutes * 60_000);
       this.#cleanupTimer.unref();
     }
-    void this.#background(() => this.cleanup('interval'));
   }
 
   /** Subscribes to an event. */
