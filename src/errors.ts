@@ -297,7 +297,7 @@ export class ChunkError extends OutpostError {
  * subclass {@link DiskFullError} (`OUTPOST_DISK_FULL`) means the disk itself is full.
  */
 export class StorageFullError extends OutpostError {
-  /** On-disk size of the database when the submission was refused, in bytes. */
+  /** Bytes of database pages in use when the submission was refused (on-disk size for {@link DiskFullError}). */
   readonly storedBytes: number;
   /** The limit in bytes (`maxStorageMB` × 1 MiB); `undefined` for a real disk-full. */
   readonly limitBytes: number | undefined;
@@ -329,5 +329,74 @@ export class DiskFullError extends StorageFullError {
    */
   constructor(message: string, details: OutpostErrorOptions & { readonly storedBytes: number }) {
     super(message, { ...details, limitBytes: undefined }, 'OUTPOST_DISK_FULL');
+  }
+}
+
+/** Which resource reading failed: a signal, or the reading as a whole (a custom source that threw). */
+export type ResourceReadTarget = 'cpu' | 'memory' | 'disk' | 'source';
+
+/**
+ * A resource sample could not read one of its inputs (a cgroup or `/proc`
+ * file missing, unreadable or malformed; the data directory gone). Emitted in
+ * the resource controller's `sample-failed` event, never thrown: the signal
+ * is unknown for that sample, which neither throttles nor counts toward
+ * resuming. Code `OUTPOST_RESOURCE_READ_FAILED`; the I/O error is the `cause`.
+ */
+export class ResourceReadError extends OutpostError {
+  declare readonly code: 'OUTPOST_RESOURCE_READ_FAILED';
+  /** The signal that is unknown because of this failure. */
+  readonly target: ResourceReadTarget;
+  /** The file or directory that could not be read, when there is one. */
+  readonly path: string | undefined;
+  /**
+   * @param target - the signal left unknown
+   * @param message - what could not be read
+   * @param details - the path and the I/O or parse error as `cause`
+   */
+  constructor(target: ResourceReadTarget, message: string, details: OutpostErrorOptions & { readonly path?: string | undefined } = {}) {
+    super('OUTPOST_RESOURCE_READ_FAILED', message, details);
+    this.target = target;
+    this.path = details.path;
+  }
+}
+
+/**
+ * A job started with the resource controller's `run()` did not settle within
+ * its `timeoutMs`: its signal was aborted with this error and `run()`
+ * rejected with it. Code `OUTPOST_RESOURCE_JOB_TIMEOUT`.
+ */
+export class JobTimeoutError extends OutpostError {
+  declare readonly code: 'OUTPOST_RESOURCE_JOB_TIMEOUT';
+  /** The timeout that elapsed, in milliseconds. */
+  readonly timeoutMs: number;
+  /** @param timeoutMs - the timeout that elapsed */
+  constructor(timeoutMs: number) {
+    super('OUTPOST_RESOURCE_JOB_TIMEOUT', `Job timed out after ${timeoutMs} ms`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The codes an {@link AuditError} can carry. */
+export type AuditErrorCode = 'OUTPOST_AUDIT_OPEN_FAILED' | 'OUTPOST_AUDIT_WRITE_FAILED' | 'OUTPOST_AUDIT_ROTATE_FAILED' | 'OUTPOST_AUDIT_RETENTION_FAILED';
+
+/**
+ * The audit logger could not use its files. Only `OUTPOST_AUDIT_OPEN_FAILED`
+ * is thrown (by `start()`); the others are reported in events while logging
+ * goes on: `OUTPOST_AUDIT_WRITE_FAILED` in `write-failed` (the events are held
+ * and retried), `OUTPOST_AUDIT_ROTATE_FAILED` and
+ * `OUTPOST_AUDIT_RETENTION_FAILED` as `error`. The filesystem error is the `cause`.
+ */
+export class AuditError extends OutpostError {
+  declare readonly code: AuditErrorCode;
+  /** The file or directory concerned. */
+  readonly file: string | undefined;
+  /**
+   * @param code - one of {@link AuditErrorCode}
+   * @param message - what failed
+   * @param details - the file and the filesystem error as `cause`
+   */
+  constructor(code: AuditErrorCode, message: string, details: OutpostErrorOptions & { readonly file?: string | undefined } = {}) {
+    super(code, message, details);
+    this.file = details.file;
   }
 }

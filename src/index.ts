@@ -9,3 +9,4 @@ export * from './errors.js';
 export * from './transport/index.js';
 export * from './ingest/index.js';
 export * from './chunk/index.js';
+export * from './audit/index.js';
