@@ -1,7 +1,8 @@
 /**
  * `outpost-sdk`: everything an agent daemon needs to stay healthy on the host
  * it runs on. Each module is also importable on its own
- * (`outpost-sdk/transport`, `outpost-sdk/ingest`).
+ * (`outpost-sdk/transport`, `outpost-sdk/ingest`, `outpost-sdk/chunk`,
+ * `outpost-sdk/resource`, `outpost-sdk/audit`).
  *
  * @module
  */
@@ -10,3 +11,4 @@ export * from './transport/index.js';
 export * from './ingest/index.js';
 export * from './chunk/index.js';
 export * from './audit/index.js';
+export * from './resource/index.js';

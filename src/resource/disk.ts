@@ -1,0 +1,26 @@
+/**
+ * Disk usage of the filesystem holding the data directory, as `df` counts
+ * it: blocks reserved for root are not space the agent can use.
+ */
+import { statfs } from 'node:fs/promises';
+import { ResourceReadError } from '../errors.js';
+
+/** Disk usage of one filesystem, in bytes. */
+export interface DiskUsage {
+  /** Bytes in use. */
+  readonly usedBytes: number;
+  /** Bytes in use plus bytes available to unprivileged users. */
+  readonly totalBytes: number;
+}
+
+/** Reads the usage of the filesystem holding `dir` (one asynchronous `statfs`). */
+export async function readDisk(dir: string): Promise<DiskUsage> {
+  let s;
+  try {
+    s = await statfs(dir);
+  } catch (err) {
+    throw new ResourceReadError('disk', `Cannot statfs ${dir}`, { path: dir, cause: err });
+  }
+  const usedBytes = (s.blocks - s.bfree) * s.bsize;
+  return { usedBytes, totalBytes: usedBytes + s.bavail * s.bsize };
+}
