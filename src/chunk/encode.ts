@@ -4,7 +4,8 @@
  * time, handing them on in index order.
  * @internal
  */
-import { InvalidArgumentError } from '../errors.js';
+import { ChunkError, InvalidArgumentError } from '../errors.js';
+import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
 import { encodeBody } from '../transport/index.js';
 import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type BuiltChunk, type ChunkLimits } from './splitter.js';
 import type { ChunkInsert } from './store.js';
@@ -39,7 +40,7 @@ export interface EncodedReport {
 }
 
 /** Chunks compressed at once: enough to keep the thread pool busy, few enough to bound memory. */
-export const COMPRESS_AHEAD = 3;
+export const COMPRESS_AHEAD = 4;
 
 /** Checks the report's shape. */
 export function checkReport(report: unknown): asserts report is Report {
@@ -169,30 +170,123 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
   });
   const assetJson = new Array<string | undefined>(assets.length);
   const jsonOfAsset = (i: number): string => (assetJson[i] ??= stringifyItem(assets[i], `Asset ${i}`));
-  const builder = new ChunkBuilder(settings, decision.head, (key) => {
+  const lookup = (key: string): string | undefined => {
     const i = assetIndex.get(key);
     return i === undefined ? undefined : jsonOfAsset(i);
-  });
-  const push = async (built: BuiltChunk | undefined): Promise<void> => {
-    if (built === undefined) return;
+  };
+  const emitted = new Set<string>();
+  const push = async (built: BuiltChunk): Promise<void> => {
     signal?.throwIfAborted();
+    for (const key of built.assetKeys) emitted.add(key);
     await window.push(built);
   };
 
-  for (let i = 0; i < findings.length; i++) {
-    const json = stringifyItem(findings[i], `Finding ${i}`);
-    digest.finding(json);
-    await push(builder.addFinding(json, referencedKeys(settings, findings[i]), i));
+  // Findings, a chunk at a time. The fast path serialises a chunk's findings with one JSON.stringify of
+  // the slice; a chunk over maxChunkSizeBytes (or holding an item JSON cannot represent) is rebuilt item
+  // by item with the ChunkBuilder, which cuts exactly where the limits say and names a refused item.
+  let index = 0;
+  let i = 0;
+  while (i < findings.length) {
+    const fast = fastChunk(findings, i, index === 0 ? decision.head : '', settings, assetIndex, jsonOfAsset);
+    if (fast !== undefined) {
+      digest.finding(fast.findingsJson);
+      await push({ index, json: fast.json, findings: fast.end - i, assets: fast.assetKeys.length, assetKeys: fast.assetKeys });
+      index++;
+      if (index > MAX_CHUNKS_PER_REPORT) throw tooManyChunks();
+      i = fast.end;
+      continue;
+    }
+    const builder = new ChunkBuilder(settings, decision.head, lookup, false, index);
+    let closed: BuiltChunk | undefined;
+    let j = i;
+    for (; j < findings.length && closed === undefined; j++) {
+      const json = stringifyItem(findings[j], `Finding ${j}`);
+      closed = builder.addFinding(json, referencedKeys(settings, findings[j]), j);
+      if (closed === undefined) digest.finding(json);
+    }
+    // `closed` ends before finding j − 1, which went into the next chunk: take it up again there.
+    if (closed === undefined) closed = builder.finish() as BuiltChunk;
+    else j--;
+    await push(closed);
+    index = closed.index + 1;
+    i = j;
   }
+
+  const builder = new ChunkBuilder(settings, decision.head, lookup, false, index);
   for (let i = 0; i < assets.length; i++) {
     const key = assetKeyOf(assets[i]);
     const json = jsonOfAsset(i);
     digest.asset(json);
     if (key !== undefined && assetIndex.get(key) !== i) continue; // a later duplicate id: the server keeps the first
-    if (key !== undefined && builder.emitted.has(key)) continue;
-    await push(builder.addAsset(key, json, i));
+    if (key !== undefined && emitted.has(key)) continue;
+    const closed = builder.addAsset(key, json, i);
+    if (closed !== undefined) await push(closed);
   }
-  await push(builder.finish());
+  const last = builder.finish();
+  if (last !== undefined) await push(last);
   await window.drain();
   return { kind: 'chunked', chunks, digest: digest.digest(), rawBytes };
+}
+
+function tooManyChunks(): ChunkError {
+  return new ChunkError('OUTPOST_CHUNK_TOO_MANY', `The report needs more than ${MAX_CHUNKS_PER_REPORT} chunks (protocol v1's limit); raise \`maxFindingsPerChunk\`, \`maxAssetsPerChunk\` or \`maxChunkSizeBytes\`, or split it into several reports`);
+}
+
+/** A chunk built by the fast path. */
+interface FastChunk {
+  readonly json: Buffer;
+  /** The findings' JSON joined with commas, as a view into `json` (for the content digest). */
+  readonly findingsJson: Uint8Array;
+  readonly end: number;
+  readonly assetKeys: string[];
+}
+
+/**
+ * Builds the chunk starting at finding `start` in one go: as many findings as
+ * `maxFindingsPerChunk` and `maxAssetsPerChunk` allow, serialised with one
+ * `JSON.stringify`. `undefined` when that chunk would be over
+ * `maxChunkSizeBytes` or holds an item JSON cannot represent as itself
+ * (the caller then builds it item by item).
+ */
+function fastChunk(
+  findings: readonly unknown[],
+  start: number,
+  head: string,
+  settings: SplitSettings,
+  assetIndex: ReadonlyMap<string, number>,
+  jsonOfAsset: (i: number) => string,
+): FastChunk | undefined {
+  const keys: string[] = [];
+  const seen = new Set<string>();
+  let end = start;
+  for (; end < findings.length && end - start < settings.maxFindingsPerChunk; end++) {
+    const f = findings[end];
+    if (f === undefined || typeof f === 'function' || typeof f === 'symbol') return undefined;
+    const fresh: string[] = [];
+    for (const key of referencedKeys(settings, f)) if (!seen.has(key) && assetIndex.has(key) && !fresh.includes(key)) fresh.push(key);
+    if (keys.length + fresh.length > settings.maxAssetsPerChunk) {
+      if (end === start) return undefined;
+      break;
+    }
+    for (const key of fresh) {
+      seen.add(key);
+      keys.push(key);
+    }
+  }
+  let findingsJson: string;
+  try {
+    findingsJson = JSON.stringify(findings.slice(start, end)).slice(1, -1);
+  } catch {
+    return undefined; // the item-by-item path names the item that cannot be serialised
+  }
+  const assetsJson = keys.map((key) => jsonOfAsset(assetIndex.get(key) as number)).join(',');
+  const text = `{${head}"findings":[${findingsJson}],"assets":[${assetsJson}]}`;
+  // UTF-8 is never shorter than the UTF-16 length (JSON escapes lone surrogates), so this cheap test is safe.
+  if (text.length > settings.maxChunkSizeBytes) return undefined;
+  const json = Buffer.from(text, 'utf8');
+  if (json.length > settings.maxChunkSizeBytes) return undefined;
+  // Hash the findings as the bytes already encoded, not the string again.
+  const from = Buffer.byteLength(`{${head}"findings":[`);
+  const to = json.length - Buffer.byteLength(`],"assets":[${assetsJson}]}`);
+  return { json, findingsJson: json.subarray(from, to), end, assetKeys: keys };
 }

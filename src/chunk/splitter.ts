@@ -82,17 +82,27 @@ export class ContentDigest {
   readonly #head: Hash = createHash('sha256');
   readonly #findings: Hash = createHash('sha256');
   readonly #assets: Hash = createHash('sha256');
+  #anyFinding = false;
+  #anyAsset = false;
   /** Adds the head (chunk 0's extra members). */
   head(json: string): void {
-    this.#head.update(json).update('\n');
+    this.#head.update(json);
   }
-  /** Adds a finding's JSON. */
-  finding(json: string): void {
-    this.#findings.update(json).update('\n');
+  /**
+   * Adds findings' JSON: one item, or several already joined with commas.
+   * The findings hash is over their comma-joined JSON, so feeding items one by
+   * one or a chunk's worth at once gives the same digest.
+   */
+  finding(json: string | Uint8Array): void {
+    if (this.#anyFinding) this.#findings.update(',');
+    this.#findings.update(json);
+    this.#anyFinding = true;
   }
   /** Adds an asset's JSON. */
   asset(json: string): void {
-    this.#assets.update(json).update('\n');
+    if (this.#anyAsset) this.#assets.update(',');
+    this.#assets.update(json);
+    this.#anyAsset = true;
   }
   /** The hex digest; call once. */
   digest(): string {
@@ -123,9 +133,15 @@ export class ChunkBuilder {
   readonly emitted = new Set<string>();
   readonly #trackEmitted: boolean;
 
-  /** @param trackEmitted - remember every asset key carried, in {@link emitted} */
-  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup, trackEmitted = true) {
+  /**
+   * @param head - chunk 0's extra members (ignored unless `startIndex` is 0)
+   * @param trackEmitted - remember every asset key carried, in {@link emitted}
+   * @param startIndex - index of the first chunk this builder closes
+   */
+  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup, trackEmitted = true, startIndex = 0) {
     this.#trackEmitted = trackEmitted;
+    this.#index = startIndex;
+    if (startIndex > 0) head = '';
     this.#limits = limits;
     this.#head = head;
     this.#lookup = lookup;

@@ -56,25 +56,24 @@ export interface StagedReport {
 async function* abortable<T>(items: AsyncIterable<T> | Iterable<T>, signal: AbortSignal): AsyncGenerator<T> {
   const iterator: AsyncIterator<T> | Iterator<T> =
     Symbol.asyncIterator in items ? (items as AsyncIterable<T>)[Symbol.asyncIterator]() : (items as Iterable<T>)[Symbol.iterator]();
+  // One listener for the whole stream; it rejects only the wait in progress, so nothing is retained
+  // across items (racing each item against one long-lived promise would keep every item alive).
+  let rejectWait: ((reason: unknown) => void) | undefined;
+  const onAbort = (): void => rejectWait?.(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
   let finished = false;
   try {
     for (;;) {
       signal.throwIfAborted();
-      // A fresh listener per item, removed once the item arrives: nothing is retained across items.
-      const result = await new Promise<IteratorResult<T>>((resolve, reject) => {
-        const onAbort = (): void => reject(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        Promise.resolve(iterator.next()).then(
-          (r) => {
-            signal.removeEventListener('abort', onAbort);
-            resolve(r);
-          },
-          (err: unknown) => {
-            signal.removeEventListener('abort', onAbort);
-            reject(err);
-          },
-        );
-      });
+      const next = iterator.next();
+      const result =
+        next instanceof Promise || (typeof next === 'object' && next !== null && typeof (next as { then?: unknown }).then === 'function')
+          ? await new Promise<IteratorResult<T>>((resolve, reject) => {
+              rejectWait = reject;
+              Promise.resolve(next).then(resolve, reject);
+            })
+          : (next as IteratorResult<T>);
+      rejectWait = undefined;
       if (result.done === true) {
         finished = true;
         return;
@@ -82,6 +81,7 @@ async function* abortable<T>(items: AsyncIterable<T> | Iterable<T>, signal: Abor
       yield result.value;
     }
   } finally {
+    signal.removeEventListener('abort', onAbort);
     if (!finished) {
       // Tell the source to stop; a stalled source may never answer, so do not wait for it.
       void Promise.resolve()
