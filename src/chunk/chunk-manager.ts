@@ -408,7 +408,9 @@ export class ChunkManager {
       storedBytes += c.storedBytes;
       this.#emitter.emit('chunk-created', { tenantId: header.tenantId, reportId: header.reportId, index: c.index, total: chunks.length, rawBytes: c.rawBytes, storedBytes: c.storedBytes });
     }
-    this.#loop?.wake();
+    // Start uploading on the next turn: the submission resolves without waiting on the claim's commit.
+    const loop = this.#loop;
+    setImmediate(() => loop?.wake());
     return { reportId: header.reportId, chunked: kind === 'chunked', totalChunks: chunks.length, rawBytes, storedBytes, duplicate: false };
   }
 

@@ -262,25 +262,29 @@ function fastChunk(
   for (; end < findings.length && end - start < settings.maxFindingsPerChunk; end++) {
     const f = findings[end];
     if (f === undefined || typeof f === 'function' || typeof f === 'symbol') return undefined;
-    const fresh: string[] = [];
-    for (const key of referencedKeys(settings, f)) if (!seen.has(key) && assetIndex.has(key) && !fresh.includes(key)) fresh.push(key);
-    if (keys.length + fresh.length > settings.maxAssetsPerChunk) {
-      if (end === start) return undefined;
-      break;
-    }
-    for (const key of fresh) {
+    const before = keys.length;
+    for (const id of settings.findingAssetIds(f)) {
+      const key = assetKey(id);
+      if (key === undefined || seen.has(key) || !assetIndex.has(key)) continue;
       seen.add(key);
       keys.push(key);
     }
+    if (keys.length > settings.maxAssetsPerChunk) {
+      // This finding's assets do not fit beside the others: end the chunk before it.
+      for (let k = before; k < keys.length; k++) seen.delete(keys[k] as string);
+      keys.length = before;
+      if (end === start) return undefined;
+      break;
+    }
   }
-  let findingsJson: string;
+  let findingsJson: string; // the JSON array, brackets included: no substring to flatten
   try {
-    findingsJson = JSON.stringify(findings.slice(start, end)).slice(1, -1);
+    findingsJson = JSON.stringify(findings.slice(start, end));
   } catch {
     return undefined; // the item-by-item path names the item that cannot be serialised
   }
   const assetsJson = keys.map((key) => jsonOfAsset(assetIndex.get(key) as number)).join(',');
-  const text = `{${head}"findings":[${findingsJson}],"assets":[${assetsJson}]}`;
+  const text = `{${head}"findings":${findingsJson},"assets":[${assetsJson}]}`;
   // UTF-8 is never shorter than the UTF-16 length (JSON escapes lone surrogates), so this cheap test is safe.
   if (text.length > settings.maxChunkSizeBytes) return undefined;
   const json = Buffer.from(text, 'utf8');
