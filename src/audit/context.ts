@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import type { AuditCore } from './core.js';
 import type { AuditDetails, AuditEventType, AuditSeverity } from './event-types.js';
+import { textOf } from './line.js';
 import { errorFields } from './redact.js';
 
 /** What {@link AuditContextLogger.withContext} stamps on every event. */
@@ -109,36 +110,106 @@ export class AuditContextLogger {
 
   /** Logs an event given as an object (any severity, with `durationMs` and ids). */
   log(event: AuditEventInput): void {
-    if (typeof event !== 'object' || event === null) {
-      this.#core.record('WARN', 'validation_error', 'log() was called without an event object', { value: String(event) }, this.#jobId, this.#reportId, undefined);
-      return;
+    try {
+      if (typeof event !== 'object' || event === null) {
+        this.#core.record('WARN', 'validation_error', 'log() was called without an event object', { value: String(event) }, this.#jobId, this.#reportId, undefined);
+        return;
+      }
+      const { severity, type, message, details, durationMs, jobId, reportId } = event;
+      this.#core.record(severity ?? 'INFO', type, message, details, jobId ?? this.#jobId, reportId ?? this.#reportId, durationMs);
+    } catch (err) {
+      this.#invalid('log', err);
     }
-    this.#core.record(event.severity ?? 'INFO', event.type, event.message, event.details, event.jobId ?? this.#jobId, event.reportId ?? this.#reportId, event.durationMs);
   }
 
   /** `INFO job_started`, with `details.job_type`. */
   jobStarted(jobId: string, jobType: string, details?: AuditDetails): void {
-    this.#core.record('INFO', 'job_started', `Job ${jobId} started`, { job_type: jobType, ...details }, jobId, this.#reportId, undefined);
+    try {
+      const id = textOf(jobId);
+      this.#core.record('INFO', 'job_started', `Job ${id} started`, withFields({ job_type: textOf(jobType) }, details), id, this.#reportId, undefined);
+    } catch (err) {
+      this.#invalid('jobStarted', err);
+    }
   }
 
   /** `INFO job_completed`, with `duration_ms`. */
   jobCompleted(jobId: string, durationMs: number, details?: AuditDetails): void {
-    this.#core.record('INFO', 'job_completed', `Job ${jobId} completed in ${durationMs} ms`, details, jobId, this.#reportId, durationMs);
+    try {
+      const id = textOf(jobId);
+      this.#core.record('INFO', 'job_completed', `Job ${id} completed in ${textOf(durationMs)} ms`, details, id, this.#reportId, durationMs);
+    } catch (err) {
+      this.#invalid('jobCompleted', err);
+    }
   }
 
   /** `ERROR job_failed` (written at once), with the error as `details.error` `{ name, message, code }`. */
   jobFailed(jobId: string, err: unknown, details?: AuditDetails): void {
-    const error = err instanceof Error ? errorFields(err) : { message: String(err) };
-    this.#core.record('ERROR', 'job_failed', `Job ${jobId} failed: ${error.message}`, { ...details, error }, jobId, this.#reportId, undefined);
+    try {
+      const id = textOf(jobId);
+      const error = describeError(err);
+      this.#core.record('ERROR', 'job_failed', `Job ${id} failed: ${error.message}`, withFields({ error }, details, true), id, this.#reportId, undefined);
+    } catch (e) {
+      this.#invalid('jobFailed', e);
+    }
   }
 
   /** `INFO chunk_uploaded`, with `details.chunk_index` (0-based), `total_chunks` and `bytes`. */
   chunkUploaded(reportId: string, index: number, total: number, bytes: number): void {
-    this.#core.record('INFO', 'chunk_uploaded', `Chunk ${index + 1} of ${total} of report ${reportId} uploaded`, { chunk_index: index, total_chunks: total, bytes }, this.#jobId, reportId, undefined);
+    try {
+      const id = textOf(reportId);
+      const position = typeof index === 'number' ? index + 1 : typeof index === 'bigint' ? index + 1n : textOf(index);
+      this.#core.record('INFO', 'chunk_uploaded', `Chunk ${textOf(position)} of ${textOf(total)} of report ${id} uploaded`, { chunk_index: index, total_chunks: total, bytes }, this.#jobId, id, undefined);
+    } catch (err) {
+      this.#invalid('chunkUploaded', err);
+    }
   }
 
   /** `WARN resource_throttle`: `reason` is the message, `metrics` the details. */
   resourceThrottle(reason: string, metrics?: AuditDetails): void {
     this.#core.record('WARN', 'resource_throttle', reason, metrics, this.#jobId, this.#reportId, undefined);
+  }
+
+  /** A method's arguments made it throw (a getter, a proxy): record that instead, never throw into the caller. */
+  #invalid(method: string, err: unknown): void {
+    try {
+      this.#core.record('WARN', 'validation_error', `${method}() could not record its event: ${errorText(err)}`, { reason: 'audit_invalid_arguments', method }, this.#jobId, this.#reportId, undefined);
+    } catch {
+      // record() never throws; nothing else to do
+    }
+  }
+}
+
+/**
+ * `fields` then the caller's `details` (the fields win when `fieldsWin`).
+ * Details that cannot be read (a getter that throws) are marked, not thrown.
+ */
+function withFields(fields: Record<string, unknown>, details: AuditDetails | undefined, fieldsWin = false): AuditDetails {
+  if (details === undefined || details === null) return fields;
+  try {
+    return fieldsWin ? { ...details, ...fields } : { ...fields, ...details };
+  } catch {
+    return { ...fields, unserializable: true };
+  }
+}
+
+/** `{ name, message, code }` of an `Error`, `{ message }` of anything else; never throws. */
+function describeError(err: unknown): { name?: string; message: string; code?: string } {
+  if (err instanceof Error) {
+    try {
+      const fields = errorFields(err);
+      return { ...fields, name: textOf(fields.name), message: textOf(fields.message) };
+    } catch {
+      return { message: '[unreadable error]' };
+    }
+  }
+  return { message: textOf(err) };
+}
+
+/** The message of what a method threw, never throwing itself. */
+function errorText(err: unknown): string {
+  try {
+    return err instanceof Error ? textOf(err.message) : textOf(err);
+  } catch {
+    return '[unreadable error]';
   }
 }

@@ -11,21 +11,18 @@ import { EventBuffer } from './buffer.js';
 import { IMMEDIATE_EVENT_TYPES, type AuditDetails, type AuditEventType, type AuditSeverity } from './event-types.js';
 import { AuditEmitter, type AuditStats } from './events.js';
 import { Incidents, WRITE_RETRY_MS, warnStderr } from './incidents.js';
-import { LineSerializer } from './line.js';
+import { LineSerializer, idOf, textOf } from './line.js';
 import type { ResolvedAuditLoggerOptions } from './options.js';
 import { RemoteShipper } from './remote.js';
-import { deleteExpiredFiles } from './retention.js';
-import { AuditFile } from './rotation.js';
-import { formatVerbose } from './verbose.js';
+import { RetentionSchedule } from './retention.js';
+import { AuditFile } from './audit-file.js';
+import { printVerbose } from './verbose.js';
 
 /** Lifecycle state of an {@link AuditLogger}. */
 export type AuditLoggerState = 'idle' | 'running' | 'closing' | 'closed';
 
 /** Characters held in memory (buffer + failed writes) while the file cannot take them, at most: about 32 MB. */
 export const MAX_HELD_CHARS = 32 * 1024 * 1024;
-/** Period of the age retention. */
-export const RETENTION_INTERVAL_MS = 3_600_000;
-const DAY_MS = 86_400_000;
 
 /** The shared pipeline behind an {@link AuditLogger} and its context loggers. @internal */
 export class AuditCore {
@@ -43,10 +40,17 @@ export class AuditCore {
   /** Remote counters, kept once the shipper closed. */
   #remoteStats: AuditStats['remote'];
   #flushing = false;
+  /** An event that is due at once (or a full buffer) came while a batch was being written. */
+  #dueDuringWrite = false;
+  /** An event is being serialized: a log call now (from a toJSON or a getter of its details) is refused. */
+  #serializing = false;
+  #refused: { count: number; readonly type: string; readonly message: string } | undefined;
+  /** The process is exiting: every event is written at once, since no later write will come. */
+  #exiting = false;
+  /** Events the file still held, lost, when the logger closed. */
+  #lostAtClose = 0;
   #retryTimer: NodeJS.Timeout | undefined;
-  #retentionTimer: NodeJS.Timeout | undefined;
-  #retentionRun: Promise<readonly string[]> | undefined;
-  #deletedFiles = 0;
+  readonly #retention: RetentionSchedule;
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #uninstallShutdown: (() => void) | undefined;
@@ -63,6 +67,9 @@ export class AuditCore {
       failedAttempts: () => this.#file?.failedAttempts ?? 0,
       notice: (message, details) => this.record('WARN', 'agent_error', message, details, undefined, undefined, undefined),
     });
+    this.#retention = new RetentionSchedule(options.logFile, options.maxAgeDays, (path) => path === this.#file?.path, this.emitter);
+    // From the start, not from start(): events logged before start() are told about on exit, not lost silently.
+    process.on('exit', this.#onExit);
   }
 
   get state(): AuditLoggerState {
@@ -73,17 +80,44 @@ export class AuditCore {
     return this.#file?.path;
   }
 
-  /** Records one event. Never throws. */
+  /**
+   * Records one event. Never throws. A message or id that is not a string is
+   * written as text; a call made while another event is being serialized
+   * (from a `toJSON` or a getter of its details) is refused and reported.
+   */
   record(severity: AuditSeverity, type: AuditEventType, message: string, details: AuditDetails | undefined, jobId: string | undefined, reportId: string | undefined, durationMs: number | undefined): void {
     if (!this.#accepting) return this.#incidents.afterClose();
+    if (this.#serializing) return this.#refuse(type, message);
     const seq = ++this.#seq;
     const file = this.#file;
     // The buffer drains by itself unless there is no file yet or it is failing: only then can memory grow.
     if ((file === undefined || file.failing) && this.#buffer.chars + (file?.heldChars ?? 0) >= MAX_HELD_CHARS) return this.#incidents.memoryLimit(MAX_HELD_CHARS);
     const duration = typeof durationMs === 'number' && Number.isFinite(durationMs) ? durationMs : undefined;
-    const written = this.#line.write(seq, severity, type, message, details, jobId, reportId, duration);
-    if (this.options.verbose) this.#verbose(severity, type, message, jobId, reportId, duration, written as AuditDetails | undefined);
+    const text = typeof message === 'string' ? message : textOf(message);
+    const kind = (typeof type === 'string' ? type : textOf(type)) as AuditEventType;
+    const job = typeof jobId === 'string' || jobId === undefined ? jobId : idOf(jobId);
+    const report = typeof reportId === 'string' || reportId === undefined ? reportId : idOf(reportId);
+    let written: unknown;
+    this.#serializing = true;
+    try {
+      written = this.#line.write(seq, severity, kind, text, details, job, report, duration);
+    } finally {
+      this.#serializing = false;
+    }
+    if (this.options.verbose) printVerbose(this.#line.timestamp, severity, kind, text, job, report, duration, written as AuditDetails | undefined);
+    this.#schedule(severity, kind, file);
+    if (this.#refused !== undefined) this.#reportRefused();
+  }
+
+  /** Decides when the event just buffered is written. */
+  #schedule(severity: AuditSeverity, type: AuditEventType, file: AuditFile | undefined): void {
     const state = this.#state;
+    if (this.#exiting) {
+      // No later write will come: write now (or tell that it cannot be written).
+      if (file === undefined) warnStderr('an audit event logged during exit, before start(), was never written');
+      else if (!this.#flushing) this.flushNow();
+      return;
+    }
     if (state !== 'running') {
       if (state === 'closing' && !this.#flushing) this.flushNow();
       return;
@@ -91,29 +125,67 @@ export class AuditCore {
     if ((file as AuditFile).failing) this.#armRetry();
     else if (severity === 'ERROR' || severity === 'CRITICAL' || IMMEDIATE_EVENT_TYPES.has(type) || this.#buffer.count >= this.options.bufferSize) {
       if (!this.#flushing) this.flushNow();
-      else this.#buffer.arm(); // logged from inside a write (a notice, a listener): the next batch takes it
+      else this.#dueDuringWrite = true; // logged from inside a write (a notice, a listener): written right after it
     } else this.#buffer.arm();
   }
 
   /**
    * Writes the buffer to the file now (and queues it for shipping). Returns
    * whether every event logged so far is in the file. Synchronous: the exit
-   * handler relies on it.
+   * handler relies on it. `verify` checks first that the file is still in
+   * place (see `vanished.ts`).
    */
-  flushNow(): boolean {
+  flushNow(verify = false): boolean {
     const file = this.#file;
     if (file === undefined || !this.#accepting) return false;
-    if (this.#buffer.count === 0 && !file.failing) return true;
+    if (this.#flushing) {
+      this.#dueDuringWrite = true; // a listener flushing from inside a write: the outer write takes it
+      return false;
+    }
+    let ok = this.#writeBatch(file, verify);
+    if (this.#dueDuringWrite) {
+      // An immediate event logged by a listener during that write (a notice, a drop) goes right after it, once:
+      // a listener that logs one on every write then writes at the pace of the buffer timer, not in a loop.
+      this.#dueDuringWrite = false;
+      ok = this.#writeBatch(file, false);
+      if (this.#dueDuringWrite) {
+        this.#dueDuringWrite = false;
+        if (this.#buffer.count > 0) this.#buffer.arm();
+      }
+    }
+    return ok;
+  }
+
+  #writeBatch(file: AuditFile, verify: boolean): boolean {
+    if (this.#buffer.count === 0 && !file.failing && !verify) return true;
     this.#flushing = true;
     try {
       const { text, count } = this.#buffer.take();
       if (count > 0) this.#remote?.enqueue(text, count);
-      const ok = file.write(text, count);
+      const ok = file.write(text, count, verify);
       if (!ok) this.#armRetry();
       return ok;
     } finally {
       this.#flushing = false;
     }
+  }
+
+  /** A log call while an event was being serialized: writing it then would put it on disk before that event, out of `seq` order. */
+  #refuse(type: unknown, message: unknown): void {
+    if (this.#refused === undefined) this.#refused = { count: 1, type: textOf(type), message: textOf(message) };
+    else this.#refused.count++;
+  }
+
+  #reportRefused(): void {
+    const refused = this.#refused;
+    this.#refused = undefined;
+    if (refused === undefined) return;
+    this.record('WARN', 'validation_error', `${refused.count} audit event(s) logged while another event was being serialized (from a toJSON or a getter in its details) were refused`, {
+      reason: 'audit_reentrant_log',
+      refused_events: refused.count,
+      first_type: refused.type,
+      first_message: refused.message.slice(0, 200),
+    }, undefined, undefined, undefined);
   }
 
   /** See `AuditLogger.start`. */
@@ -130,7 +202,12 @@ export class AuditCore {
   async flush(options: { readonly remote?: boolean | undefined; readonly signal?: AbortSignal | undefined }): Promise<boolean> {
     if (this.#state !== 'running' && this.#state !== 'closing') throw new IllegalStateError('flush', this.#state);
     options.signal?.throwIfAborted();
-    let ok = this.flushNow();
+    if (this.#state === 'closing') {
+      // close() writes everything (and ships what it can): its outcome is the answer.
+      await abortable(this.#closing as Promise<void>, options.signal);
+      return this.#lostAtClose === 0;
+    }
+    let ok = this.flushNow(true);
     // A recovery notice recorded during that write is written by a second one.
     if (ok && this.#buffer.count > 0) ok = this.flushNow();
     if (options.remote === true) await this.#remote?.whenIdle(options.signal);
@@ -150,10 +227,7 @@ export class AuditCore {
   /** See `AuditLogger.deleteExpiredFiles`. */
   deleteExpiredFiles(): Promise<readonly string[]> {
     if (this.#state !== 'running') return Promise.reject(new IllegalStateError('delete expired files', this.#state));
-    this.#retentionRun ??= this.#retention().finally(() => {
-      this.#retentionRun = undefined;
-    });
-    return this.#retentionRun;
+    return this.#retention.run();
   }
 
   /** Remembers how to remove the shutdown handlers, so that `close()` does. */
@@ -173,7 +247,7 @@ export class AuditCore {
       writeErrors: this.#incidents.writeErrors,
       droppedEvents: this.#incidents.droppedEvents,
       rotations: file?.rotations ?? 0,
-      deletedFiles: this.#deletedFiles,
+      deletedFiles: this.#retention.deletedFiles,
       remote: this.#remote?.counters() ?? this.#remoteStats,
     };
   }
@@ -188,7 +262,6 @@ export class AuditCore {
     }
     this.#file = file;
     this.#state = 'running';
-    process.on('exit', this.#onExit);
     if (o.remoteEndpoint !== undefined) {
       this.#remote = new RemoteShipper({
         url: o.remoteEndpoint,
@@ -200,11 +273,7 @@ export class AuditCore {
       });
     }
     this.flushNow(); // what was logged before start()
-    if (o.maxAgeDays > 0) {
-      this.#retentionTimer = setInterval(() => void this.deleteExpiredFiles().catch(() => undefined), RETENTION_INTERVAL_MS);
-      this.#retentionTimer.unref();
-      await this.deleteExpiredFiles();
-    }
+    await this.#retention.start();
   }
 
   async #close(): Promise<void> {
@@ -214,10 +283,9 @@ export class AuditCore {
     this.#uninstallShutdown = undefined;
     this.#buffer.disarm();
     clearTimeout(this.#retryTimer);
-    clearInterval(this.#retentionTimer);
-    this.#retryTimer = this.#retentionTimer = undefined;
-    this.flushNow();
-    await this.#retentionRun?.catch(() => undefined);
+    this.#retryTimer = undefined;
+    this.flushNow(true);
+    await this.#retention.stop();
     const remote = this.#remote;
     if (remote !== undefined) {
       await remote.close(this.options.remoteCloseTimeoutMs);
@@ -235,6 +303,7 @@ export class AuditCore {
       lost = await file.close();
     }
     this.#accepting = false;
+    this.#lostAtClose = lost;
     if (lost > 0) {
       warnStderr(`${lost} audit event(s) could not be written to ${file?.path ?? this.options.logFile} and are lost`);
       this.#incidents.drop(lost, 'unwritable');
@@ -244,37 +313,30 @@ export class AuditCore {
   }
 
   /** On `process.exit()`, an uncaught exception, or the end of the event loop: writes what is buffered, synchronously. */
+  /** Also marks the process as exiting: events logged later (by an application `exit` listener) are written at once. */
   readonly #onExit = (): void => {
+    this.#exiting = true;
     try {
+      const file = this.#file;
+      if (file === undefined) {
+        const { count } = this.#buffer.take();
+        if (count > 0) {
+          warnStderr(`exiting before start(): ${count} audit event(s) logged so far were never written`);
+          this.#incidents.drop(count, 'unwritable');
+        }
+        return;
+      }
       // A recovery notice logged during the first pass is written by the second.
-      for (let pass = 0; pass < 2 && (this.#buffer.count > 0 || this.#file?.failing === true); pass++) this.flushNow();
-      if (this.#file?.failing === true) warnStderr(`exiting with ${this.stats().pendingEvents} audit event(s) that could not be written`);
+      this.flushNow(true);
+      if (this.#buffer.count > 0 || file.failing) this.flushNow();
+      if (file.failing) {
+        warnStderr(`exiting with ${this.stats().pendingEvents} audit event(s) that could not be written`);
+        file.discardHeld();
+      }
     } catch {
       // never throw from an exit handler
     }
   };
-
-  async #retention(): Promise<readonly string[]> {
-    const { logFile, maxAgeDays } = this.options;
-    if (maxAgeDays <= 0) return [];
-    let result;
-    try {
-      result = await deleteExpiredFiles(logFile, (path) => path === this.#file?.path, maxAgeDays * DAY_MS, Date.now());
-    } catch (err) {
-      this.emitter.error(new AuditError('OUTPOST_AUDIT_RETENTION_FAILED', `Cannot list the audit directory of ${logFile}: ${(err as Error).message}`, { cause: err, file: logFile }));
-      return [];
-    }
-    if (result.deleted.length > 0) {
-      this.#deletedFiles += result.deleted.length;
-      this.emitter.emit('files-deleted', { files: result.deleted });
-    }
-    const first = result.failed[0];
-    if (first !== undefined) {
-      const message = `Cannot delete ${result.failed.length} expired audit file(s), the first ${first.path}: ${first.error.message}`;
-      this.emitter.error(new AuditError('OUTPOST_AUDIT_RETENTION_FAILED', message, { cause: first.error, file: first.path }));
-    }
-    return result.deleted;
-  }
 
   #armRetry(): void {
     if (this.#retryTimer !== undefined || this.#state !== 'running') return;
@@ -284,12 +346,15 @@ export class AuditCore {
     }, WRITE_RETRY_MS);
     this.#retryTimer.unref();
   }
+}
 
-  #verbose(severity: AuditSeverity, type: string, message: string, jobId: string | undefined, reportId: string | undefined, durationMs: number | undefined, details: AuditDetails | undefined): void {
-    try {
-      process.stderr.write(formatVerbose(this.#line.timestamp, severity, type, String(message), jobId, reportId, durationMs, details));
-    } catch {
-      // stderr closed
-    }
-  }
+/** Settles like `promise`, or rejects with `signal.reason` when `signal` aborts first. */
+function abortable(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return promise;
+  signal.throwIfAborted();
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -5,9 +5,9 @@ import type { AuditError, OutpostError, UploadError } from '../errors.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
 import type { ShipDropReason } from './remote.js';
 
-/** A write to the audit file failed (`write-failed`). The events stay in memory and are retried. */
+/** A write to the audit file failed, or the active file was found deleted (`write-failed`). The events stay in memory and are retried. */
 export interface AuditWriteFailedEvent {
-  /** `OUTPOST_AUDIT_WRITE_FAILED`, with the filesystem error (`ENOSPC`, `EIO`, …) as `cause`. */
+  /** `OUTPOST_AUDIT_WRITE_FAILED`, with the filesystem error (`ENOSPC`, `EIO`, …; `ENOENT` for a file found deleted) as `cause`. */
   readonly error: AuditError;
   /** The file that could not be written. */
   readonly file: string;
@@ -57,9 +57,9 @@ export interface AuditShippedEvent {
 export interface AuditShipRetryEvent {
   /** Why the attempt failed. */
   readonly error: UploadError;
-  /** Retry number, from 1. */
+  /** Consecutive failed POSTs since the last 2xx (across batches), from 1. */
   readonly retry: number;
-  /** Wait before the retry, in ms. */
+  /** Time during which nothing is sent to the endpoint, in ms (the policy's delay, or `Retry-After`). */
   readonly delayMs: number;
   /** Events in the batch. */
   readonly events: number;
@@ -88,7 +88,8 @@ export interface AuditDroppedEvent {
   /**
    * `memory-limit`: the file was failing (or the logger not started) and the
    * events held in memory reached the limit, so new ones were not kept;
-   * `unwritable`: the file still failed when the logger closed;
+   * `unwritable`: the file still failed when the logger closed (or the
+   * process exited before `start()` opened it);
    * `after-close`: logged after `close()`.
    */
   readonly reason: 'memory-limit' | 'unwritable' | 'after-close';
@@ -96,7 +97,7 @@ export interface AuditDroppedEvent {
 
 /** Events of an {@link AuditLogger}. */
 export interface AuditLoggerEvents {
-  /** A write to the audit file failed; the events are held and retried every second. */
+  /** A write to the audit file failed (or the file was found deleted); the events are held and retried every second. */
   'write-failed': [event: AuditWriteFailedEvent];
   /** The audit file is writable again. */
   'write-recovered': [event: AuditWriteRecoveredEvent];

@@ -2,15 +2,15 @@
  * How the audit logger tells what went wrong, without ever throwing into a
  * log call: a counter in `stats()`, a typed event, a line on stderr, and —
  * where the trail itself should say so — a WARN `agent_error` event in the
- * file (recovery after failed writes, batches that never reached the remote
- * endpoint).
+ * file (recovery after failed writes or a file found deleted, batches that
+ * never reached the remote endpoint).
  * @internal
  */
 import { AuditError, IllegalStateError, type UploadError } from '../errors.js';
 import type { AuditDetails } from './event-types.js';
 import type { AuditDroppedEvent, AuditEmitter } from './events.js';
 import type { RemoteHooks, ShipDropReason } from './remote.js';
-import type { AuditFileHooks } from './rotation.js';
+import type { AuditFileHooks } from './audit-file.js';
 
 /** Shortest time between two local notices about remote drops. */
 export const NOTICE_INTERVAL_MS = 60_000;
@@ -76,7 +76,7 @@ export class Incidents {
         heldEvents: this.#host.pendingEvents(),
       });
     },
-    recovered: (failedAttempts) => {
+    recovered: (failedAttempts, vanished) => {
       const file = this.#host.path();
       const downtimeMs = Date.now() - this.#failingSince;
       const dropped = this.#memoryDropped;
@@ -84,6 +84,19 @@ export class Incidents {
       warnStderr(`writing ${file} works again after ${failedAttempts} failed attempt(s)${dropped > 0 ? `; ${dropped} event(s) were dropped meanwhile` : ''}`);
       this.#host.emitter.emit('write-recovered', { file, failedAttempts, downtimeMs, droppedEvents: dropped });
       const outcome = dropped > 0 ? `${dropped} event(s) were dropped (memory limit)` : 'no event was lost';
+      if (vanished !== undefined) {
+        const what = vanished.how === 'deleted' ? 'was deleted (or its directory)' : 'was moved away or replaced';
+        const rewritten = vanished.rewrittenEvents > 0 ? `; the ${vanished.rewrittenEvents} event(s) written to it since the last check were written again` : '';
+        this.#host.notice(`The audit file ${file} ${what} and was recreated${rewritten}; ${outcome}`, {
+          reason: 'audit_file_vanished',
+          how: vanished.how,
+          rewritten_events: vanished.rewrittenEvents,
+          failed_attempts: failedAttempts,
+          downtime_ms: downtimeMs,
+          dropped_events: dropped,
+        });
+        return;
+      }
       this.#host.notice(`Audit log writes failed ${failedAttempts} time(s) over ${downtimeMs} ms; ${outcome}`, {
         reason: 'audit_write_failed',
         failed_attempts: failedAttempts,

@@ -74,7 +74,7 @@ export class LineSerializer {
   /**
    * Appends one line to the buffer and returns the details as written
    * (redacted). Never throws: details that cannot be serialized are replaced
-   * by `{ "unserializable": true }`.
+   * by `{ "unserializable": true }`. `message` must be a string (see {@link textOf}).
    */
   write(seq: number, severity: AuditSeverity, type: AuditEventType, message: string, details: AuditDetails | undefined, jobId: string | undefined, reportId: string | undefined, durationMs: number | undefined): unknown {
     const now = Date.now();
@@ -86,13 +86,38 @@ export class LineSerializer {
     const fields: LineFields = { type, job_id: jobId, report_id: reportId, duration_ms: durationMs, details: undefined, event_id: this.#idPrefix + seq, seq };
     const log = this.#log[severity] ?? this.#log.INFO;
     try {
-      fields.details = details === undefined ? undefined : this.#redact(details);
+      // `null` is "no details" too: absent fields are omitted, never null.
+      fields.details = details === undefined || details === null ? undefined : this.#redact(details);
       log(fields, message);
     } catch {
-      // A getter that throws, a BigInt: keep the event, not its details.
+      // A getter or a toJSON that throws: keep the event, not its details.
       fields.details = { unserializable: true };
-      log(fields, String(message));
+      log(fields, message);
     }
     return fields.details;
   }
+}
+
+/**
+ * Text for a value that should have been a string (a message, an id), never
+ * throwing: a Symbol, a BigInt, an object without `toString` or with one that
+ * throws. `undefined` and `null` give `''`.
+ */
+export function textOf(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value === undefined || value === null) return '';
+  try {
+    return String(value); // String(Symbol('s')) is 'Symbol(s)'; only implicit conversion throws
+  } catch {
+    try {
+      return Object.prototype.toString.call(value); // '[object Object]' for a null-prototype object
+    } catch {
+      return '[unprintable]'; // a Proxy that throws on every trap
+    }
+  }
+}
+
+/** An id that is not a string (a number, a Symbol, an object), as text; `null` as absent. */
+export function idOf(value: unknown): string | undefined {
+  return value === null ? undefined : textOf(value);
 }

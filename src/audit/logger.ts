@@ -23,9 +23,11 @@ export interface AuditFlushOptions {
  * rotated by size and day (0600 in a 0700 directory), deleted after
  * `maxAgeDays`, optionally shipped to a remote endpoint. Logging never throws
  * and never waits; write failures are counted, reported (`write-failed`, stderr)
- * and retried until the file is writable again. `close()`, `process.exit()`
- * and an uncaught exception lose nothing; SIGTERM and SIGINT lose nothing with
- * {@link AuditLogger.installShutdownHandlers}. See `docs/audit.md`.
+ * and retried until the file is writable again; a deleted file is recreated.
+ * `close()`, `process.exit()` and an uncaught exception lose nothing; SIGTERM
+ * and SIGINT lose nothing with {@link AuditLogger.installShutdownHandlers}.
+ * The process's `exit` listener is registered when the logger is created:
+ * `close()` every logger you create. See `docs/audit.md`.
  *
  * @example
  * ```ts
@@ -73,9 +75,12 @@ export class AuditLogger extends AuditContextLogger {
   }
 
   /**
-   * Writes the buffered events now. Resolves `true` when every event logged
-   * so far is in the file, `false` when the file is failing (the events are
-   * held and retried). With `remote: true`, also waits for shipping.
+   * Writes the buffered events now, after checking that the active file is
+   * still in place (recreating it if it was deleted). Resolves `true` when
+   * every event logged so far is in the file, `false` when the file is
+   * failing (the events are held and retried). With `remote: true`, also
+   * waits for shipping. While `close()` runs, waits for it and resolves
+   * `true` unless events could not be written.
    * @throws {@link IllegalStateError} before `start()` or after `close()`
    */
   flush(options: AuditFlushOptions = {}): Promise<boolean> {
@@ -116,6 +121,8 @@ export class AuditLogger extends AuditContextLogger {
    * Opt-in: on SIGTERM or SIGINT, writes everything logged so far at once;
    * then, unless the application listens to that signal too, closes the
    * logger (within `timeoutMs`) and ends the process with the same signal.
+   * Every logger of the process shares one listener per signal, so several
+   * loggers with handlers still end the process (all of them closed first).
    * `close()` removes the handlers; so does the function returned.
    * @throws {@link InvalidOptionError} for unknown or uncatchable signals
    * @throws {@link IllegalStateError} once closing

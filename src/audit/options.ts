@@ -22,7 +22,7 @@ export interface AuditLoggerOptions {
    * @default `~/.outpost/audit.log`
    */
   readonly logFile?: string | undefined;
-  /** Size at which the active file is rotated, in MiB; approximate (see `docs/audit.md`). From 0.001 (1 KiB). @default 100 */
+  /** Size at which the active file is rotated, in MiB; approximate (see `docs/audit.md`). From 1/1024 (1 KiB), rounded to whole KiB. @default 100 */
   readonly maxSizeMB?: number | undefined;
   /** Rotated files whose last write is older than this are deleted (at start, then hourly), in days; 0 keeps them forever. @default 30 */
   readonly maxAgeDays?: number | undefined;
@@ -32,7 +32,7 @@ export interface AuditLoggerOptions {
   readonly flushIntervalMs?: number | undefined;
   /** URL that batches of lines are POSTed to (`application/x-ndjson`); no shipping when absent. */
   readonly remoteEndpoint?: string | URL | undefined;
-  /** Extra request headers for `remoteEndpoint`, e.g. `{ authorization: 'Bearer …' }`. @default {} */
+  /** Extra request headers for `remoteEndpoint`, e.g. `{ authorization: 'Bearer …' }`; no two names that differ only in case. @default {} */
   readonly remoteHeaders?: Readonly<Record<string, string>> | undefined;
   /** Batches waiting to be shipped, at most; beyond it the oldest batch is dropped (and counted). @default 100 */
   readonly remoteQueueBatches?: number | undefined;
@@ -124,6 +124,8 @@ const FILE_NAME = /^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$/;
 const BAD_PATH_CHARS = /[<>"|?*:\0]/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const RESERVED_HEADERS = new Set(['content-type', 'content-length', 'transfer-encoding', 'host', 'connection', 'keep-alive', 'upgrade', 'expect']);
+/** 1 KiB: pino-roll rotates at whole KiB. */
+const MIN_SIZE_MB = 1 / 1024;
 const MAX_SIZE_MB = 1024 * 1024;
 const MAX_AGE_DAYS = 36_500;
 
@@ -140,8 +142,8 @@ export function resolveAuditLoggerOptions(options: AuditLoggerOptions): Resolved
   const logFile = resolveLogFile(o.logFile ?? auditLoggerDefaults.logFile);
 
   const maxSizeMB = o.maxSizeMB ?? auditLoggerDefaults.maxSizeMB;
-  if (typeof maxSizeMB !== 'number' || !Number.isFinite(maxSizeMB) || maxSizeMB < 0.001 || maxSizeMB > MAX_SIZE_MB) {
-    v.fail('maxSizeMB', `a number of MiB from 0.001 (1 KiB) to ${MAX_SIZE_MB} (1 TiB)`, maxSizeMB);
+  if (typeof maxSizeMB !== 'number' || !Number.isFinite(maxSizeMB) || maxSizeMB < MIN_SIZE_MB || maxSizeMB > MAX_SIZE_MB) {
+    v.fail('maxSizeMB', `a number of MiB from 1/1024 = 0.0009765625 (1 KiB) to ${MAX_SIZE_MB} (1 TiB)`, maxSizeMB);
   }
   const maxAgeDays = v.number('maxAgeDays', o.maxAgeDays ?? auditLoggerDefaults.maxAgeDays, 0, MAX_AGE_DAYS);
   const bufferSize = v.integer('bufferSize', o.bufferSize ?? auditLoggerDefaults.bufferSize, 1, 100_000);
@@ -214,9 +216,14 @@ function resolveEndpoint(value: unknown): URL {
 function resolveHeaders(value: unknown): Readonly<Record<string, string>> {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) v.fail('remoteHeaders', 'an object of header names to string values', value);
   const out: Record<string, string> = {};
+  const given = new Map<string, string>();
   for (const [name, text] of Object.entries(value)) {
     const lower = name.toLowerCase();
     if (!HEADER_NAME.test(name)) v.fail('remoteHeaders', 'header names made of token characters', name);
+    // Header names are case-insensitive: `Authorization` and `authorization` are one header, and one value would silently win.
+    const twin = given.get(lower);
+    if (twin !== undefined) v.fail('remoteHeaders', `header names that differ in more than case (\`${twin}\` is given too)`, name);
+    given.set(lower, name);
     if (RESERVED_HEADERS.has(lower)) v.fail('remoteHeaders', `headers other than ${[...RESERVED_HEADERS].join(', ')} (the logger sets those)`, name);
     // Never echo a header value: it is usually a credential.
     if (typeof text !== 'string' || /[\r\n\0]/.test(text)) throw new InvalidOptionError(`Expected \`remoteHeaders.${name}\` to be a string without CR, LF or NUL`);

@@ -33,17 +33,36 @@ export function redactPattern(keys: readonly string[]): RegExp | undefined {
   return parts.length === 0 ? undefined : new RegExp(parts.join('|'), 'i');
 }
 
-/** A {@link Redactor} for `keys`. Also turns `Error`s into `{ name, message, code }` and cycles into `[Circular]`. */
+/**
+ * A {@link Redactor} for `keys`. Also turns `Error`s into `{ name, message, code }`
+ * and cycles into `[Circular]`, walks what `toJSON()` returns (so an ORM record
+ * is redacted like the plain object it serializes to), and hides the password
+ * of a `URL`.
+ */
 export function compileRedactor(keys: readonly string[]): Redactor {
   const pattern = redactPattern(keys);
   // The walk is synchronous, so one stack of ancestors serves every call.
   const ancestors: object[] = [];
-  const walk = (value: unknown, depth: number): unknown => {
+  const walk = (value: unknown, depth: number, ownKeysOnly = false): unknown => {
     if (typeof value !== 'object' || value === null) return value;
     if (value instanceof Error) return errorFields(value);
     if (ancestors.includes(value)) return '[Circular]';
     if (depth >= MAX_DETAILS_DEPTH) return '[Truncated]';
-    if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return value;
+    if (!ownKeysOnly && typeof (value as { toJSON?: unknown }).toJSON === 'function') {
+      // Dates and Buffers serialize to what they hold; nothing to redact there.
+      if (value instanceof Date || Buffer.isBuffer(value)) return value;
+      if (value instanceof URL) return value.password === '' ? value : redactUrl(value);
+      // An ORM record, a model: JSON.stringify would write what toJSON returns, so redact that.
+      // A toJSON that throws makes the details unserializable (the caller's try keeps the event).
+      const json: unknown = (value as { toJSON(key?: string): unknown }).toJSON();
+      if (json === value) return walk(value, depth, true); // `toJSON() { return this }`: its own keys are written
+      ancestors.push(value);
+      try {
+        return walk(json, depth + 1);
+      } finally {
+        ancestors.pop();
+      }
+    }
     ancestors.push(value);
     try {
       if (Array.isArray(value)) {
@@ -79,6 +98,11 @@ export function compileRedactor(keys: readonly string[]): Redactor {
     ancestors.length = 0;
     return walk(details, 0) as AuditDetails;
   };
+}
+
+/** A URL as JSON writes it (its `href`), with the password replaced. */
+function redactUrl(url: URL): string {
+  return `${url.protocol}//${url.username}:${REDACTED}@${url.host}${url.pathname}${url.search}${url.hash}`;
 }
 
 /** The JSON-worthy fields of an error (its own properties are not enumerable). */

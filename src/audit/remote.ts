@@ -1,10 +1,12 @@
 /**
- * Remote shipping: each batch written to the file is also queued, exactly as
- * written (JSON lines), and POSTed by one background loop with undici,
- * retried on the shared {@link RetryPolicy}. The queue is bounded: when it
- * is full the oldest batch is dropped (the one being retried included) and
- * counted. Queuing never waits, so shipping never slows logging down; the
- * local file stays the source of truth.
+ * Remote shipping: each batch taken from the buffer is also queued, exactly
+ * as it is written to the file (JSON lines), and POSTed by one background
+ * loop with undici, retried on the shared {@link RetryPolicy}. The backoff
+ * belongs to the shipper, not to a batch: after a failed POST no batch is sent
+ * before the delay (or `Retry-After`) is over, even when the one that failed
+ * was dropped meanwhile; only a 2xx resets it. The queue is bounded: when it
+ * is full the oldest batch is dropped (the one being sent included) and
+ * counted. Queuing never waits, so shipping never slows logging down.
  */
 import { Pool } from 'undici';
 import { UploadHttpError, type UploadError } from '../errors.js';
@@ -19,7 +21,7 @@ export type ShipDropReason = 'queue-full' | 'rejected' | 'closed';
 export interface RemoteHooks {
   /** A batch was acknowledged (2xx). */
   shipped(events: number, bytes: number, attempts: number): void;
-  /** A POST failed and will be retried after `delayMs`. */
+  /** A POST failed; nothing is sent for `delayMs`. `retry` counts the consecutive failures. */
   retry(error: UploadError, retry: number, delayMs: number, events: number): void;
   /** Batches were given up. */
   dropped(batches: number, events: number, reason: ShipDropReason, error: UploadError | undefined): void;
@@ -38,6 +40,8 @@ export interface RemoteShipperOptions {
 interface Batch {
   readonly body: string;
   readonly events: number;
+  /** POSTs of this batch so far. */
+  attempts: number;
 }
 
 /** Counters of a {@link RemoteShipper}. */
@@ -61,8 +65,12 @@ export class RemoteShipper {
   readonly #counters: RemoteCounters = { queuedBatches: 0, queuedEvents: 0, shippedBatches: 0, shippedEvents: 0, droppedBatches: 0, droppedEvents: 0, retries: 0 };
   #pool: Pool | undefined;
   #loop: Promise<void> | undefined;
-  /** The batch being sent or waited on, and how to give it up. */
+  /** The batch being sent, and how to give it up. */
   #head: { readonly batch: Batch; readonly abort: AbortController } | undefined;
+  /** Failed POSTs since the last 2xx. */
+  #failures = 0;
+  /** No POST before this time (ms since the epoch): the backoff of the last failure. */
+  #notBefore = 0;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
 
@@ -86,7 +94,7 @@ export class RemoteShipper {
       this.#dropped(1, events, 'closed', undefined);
       return;
     }
-    this.#queue.push({ body, events });
+    this.#queue.push({ body, events, attempts: 0 });
     if (this.#queue.length > this.#o.maxQueueBatches) {
       const oldest = this.#queue.shift() as Batch;
       if (this.#head?.batch === oldest) this.#head.abort.abort();
@@ -140,8 +148,21 @@ export class RemoteShipper {
   }
 
   async #run(): Promise<void> {
+    const stop = this.#stop.signal;
     try {
-      while (this.#queue.length > 0 && !this.#stop.signal.aborted) await this.#ship(this.#queue[0] as Batch);
+      while (this.#queue.length > 0 && !stop.aborted) {
+        const waitMs = this.#notBefore - Date.now();
+        if (waitMs > 0) {
+          // Batches dropped meanwhile do not shorten the wait: the endpoint asked for it, not the batch.
+          try {
+            await sleep(waitMs, stop, { unref: true });
+          } catch {
+            return;
+          }
+          continue;
+        }
+        await this.#send(this.#queue[0] as Batch);
+      }
     } finally {
       this.#head = undefined;
       this.#loop = undefined;
@@ -151,37 +172,36 @@ export class RemoteShipper {
     }
   }
 
-  /** Sends `batch` until it is acknowledged, refused for good, dropped, or the shipper stops. */
-  async #ship(batch: Batch): Promise<void> {
+  /** One POST of `batch`: acknowledged, refused for good, or failed (the backoff then starts); dropped or stopped meanwhile. */
+  async #send(batch: Batch): Promise<void> {
     const abort = new AbortController();
     this.#head = { batch, abort };
     const signal = AbortSignal.any([abort.signal, this.#stop.signal]);
     const { policy, hooks } = this.#o;
-    for (let retry = 0; ; retry++) {
-      try {
-        await this.#post(batch, signal);
+    batch.attempts++;
+    try {
+      await this.#post(batch, signal);
+      this.#remove(batch);
+      this.#failures = 0;
+      this.#notBefore = 0;
+      this.#counters.shippedBatches++;
+      this.#counters.shippedEvents += batch.events;
+      hooks.shipped(batch.events, Buffer.byteLength(batch.body), batch.attempts);
+    } catch (err) {
+      if (signal.aborted) return; // dropped for room, or stopping: the caller accounts for it
+      const error = toUploadError(err);
+      if (!policy.isRetryable(error)) {
         this.#remove(batch);
-        this.#counters.shippedBatches++;
-        this.#counters.shippedEvents += batch.events;
-        hooks.shipped(batch.events, Buffer.byteLength(batch.body), retry + 1);
+        this.#dropped(1, batch.events, 'rejected', error);
         return;
-      } catch (err) {
-        if (signal.aborted) return; // dropped for room, or stopping: the caller accounts for it
-        const error = toUploadError(err);
-        if (!policy.isRetryable(error)) {
-          this.#remove(batch);
-          this.#dropped(1, batch.events, 'rejected', error);
-          return;
-        }
-        const delayMs = policy.delayMs(retry + 1, error);
-        this.#counters.retries++;
-        hooks.retry(error, retry + 1, delayMs, batch.events);
-        try {
-          await sleep(delayMs, signal, { unref: true });
-        } catch {
-          return;
-        }
       }
+      this.#failures++;
+      const delayMs = policy.delayMs(this.#failures, error);
+      this.#notBefore = Date.now() + delayMs;
+      this.#counters.retries++;
+      hooks.retry(error, this.#failures, delayMs, batch.events);
+    } finally {
+      this.#head = undefined;
     }
   }
 

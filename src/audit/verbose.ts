@@ -35,3 +35,12 @@ export function formatVerbose(
   }
   return `${line.replace(CONTROL, escapeControl)}\n`;
 }
+
+/** Prints {@link formatVerbose}'s line on stderr; never throws (a closed stderr, a severity that is not a string). */
+export function printVerbose(...args: Parameters<typeof formatVerbose>): void {
+  try {
+    process.stderr.write(formatVerbose(...args));
+  } catch {
+    // stderr closed
+  }
+}

@@ -1,5 +1,7 @@
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditLogger } from '../../src/audit/index.js';
+import { startServer } from '../helpers/http.js';
 import { tempDir } from '../helpers/ingest.js';
 import { expectContiguous, readDir, startLogger } from './helpers.js';
 
@@ -121,5 +123,40 @@ describe('buffering', () => {
     await expect(logger.flush()).resolves.toBe(true);
     expect(onDisk()).toEqual(['one']);
     await expect(logger.flush()).resolves.toBe(true);
+  });
+
+  it('writes an immediate event logged by a listener during a write right after that write, not flushIntervalMs later', async () => {
+    tmp = tempDir();
+    const dead = await startServer(() => undefined);
+    const { port } = dead.server.address() as AddressInfo;
+    await dead.close();
+    logger = await startLogger(tmp.dir, { bufferSize: 1, flushIntervalMs: 60_000, remoteEndpoint: `http://127.0.0.1:${port}/`, remoteQueueBatches: 1, remoteCloseTimeoutMs: 0 });
+    const l = logger;
+    // Each write queues a batch for shipping; with room for one, the write drops the previous batch, and the listener tells.
+    l.once('ship-dropped', (e) => l.critical('agent_error', `shipping dropped ${e.events} event(s)`));
+    l.info('scan_started', 'one');
+    l.info('scan_started', 'two');
+    expect(onDisk().slice(0, 3)).toEqual(['one', 'two', 'shipping dropped 1 event(s)']);
+    expect(readDir(tmp.dir)[2]).toMatchObject({ severity: 'CRITICAL', seq: 3 });
+  });
+
+  it('refuses a log call made while an event is serialized (a toJSON that logs): disk order stays seq order, and the refusal is recorded', async () => {
+    tmp = tempDir();
+    logger = await startLogger(tmp.dir, { bufferSize: 100 });
+    const l = logger;
+    const sneaky = {
+      toJSON(): number {
+        l.info('scan_started', 'inner');
+        return 1;
+      },
+    };
+    expect(() => l.info('scan_started', 'outer', { sneaky })).not.toThrow();
+    l.info('scan_started', 'next');
+    await logger.close();
+    const records = readDir(tmp.dir);
+    expect(records.map((r) => r.message.slice(0, 12))).toEqual(['outer', '1 audit even', 'next']);
+    expect(records[0]?.details).toEqual({ sneaky: 1 });
+    expect(records[1]).toMatchObject({ severity: 'WARN', type: 'validation_error', details: { reason: 'audit_reentrant_log', refused_events: 1, first_type: 'scan_started', first_message: 'inner' } });
+    expectContiguous(records);
   });
 });

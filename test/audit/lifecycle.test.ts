@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import fs, { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -131,12 +131,14 @@ describe('AuditLogger lifecycle', () => {
     for (const kind of new Set([...after, ...during])) expect(count(after, kind), kind).toBeLessThanOrEqual(count(before, kind));
   });
 
-  it('registers one exit listener while running and removes it, and the signal handlers, on close', async () => {
+  it('registers one exit listener from its creation (events logged before start() are accounted for) and removes it, and the signal handlers, on close', async () => {
     tmp = tempDir();
     const exit = process.listenerCount('exit');
     const term = process.listenerCount('SIGTERM');
     const int = process.listenerCount('SIGINT');
-    logger = await startLogger(tmp.dir);
+    logger = new AuditLogger({ agentId: 'a', logFile: join(tmp.dir, 'audit.log') });
+    expect(process.listenerCount('exit')).toBe(exit + 1);
+    await logger.start();
     expect(process.listenerCount('exit')).toBe(exit + 1);
     logger.installShutdownHandlers();
     logger.installShutdownHandlers(); // the second set replaces the first
@@ -174,5 +176,44 @@ describe('AuditLogger lifecycle', () => {
     } finally {
       process.off('SIGUSR2', app);
     }
+  });
+
+  it('shares one process listener per signal among loggers, which stays until the last of them closes', async () => {
+    tmp = tempDir();
+    const term = process.listenerCount('SIGTERM');
+    logger = await startLogger(join(tmp.dir, 'a'));
+    const other = await startLogger(join(tmp.dir, 'b'));
+    try {
+      logger.installShutdownHandlers({ signals: ['SIGTERM'] });
+      other.installShutdownHandlers({ signals: ['SIGTERM'] });
+      // One listener: a logger must not take another logger's listener for the application's.
+      expect(process.listenerCount('SIGTERM')).toBe(term + 1);
+      await other.close();
+      expect(process.listenerCount('SIGTERM')).toBe(term + 1);
+      await logger.close();
+      expect(process.listenerCount('SIGTERM')).toBe(term);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('resolves flush() called while close() is finishing with true once everything is written', async () => {
+    tmp = tempDir();
+    logger = await startLogger(tmp.dir);
+    logger.info('agent_start', 'one');
+    const l = logger;
+    let flushed: Promise<boolean> | undefined;
+    // The moment close() has written everything and is closing the file (SonicBoom syncs it first).
+    const fsync = fs.fsync;
+    vi.spyOn(fs, 'fsync').mockImplementation(((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      flushed ??= l.flush();
+      fsync(fd, cb);
+    }) as typeof fs.fsync);
+    const closing = logger.close();
+    expect(logger.state).toBe('closing');
+    await closing;
+    expect(flushed).toBeDefined();
+    await expect(flushed).resolves.toBe(true);
+    expect(readDir(tmp.dir).map((r) => r.message)).toEqual(['one']);
   });
 });

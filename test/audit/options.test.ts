@@ -59,6 +59,11 @@ describe('AuditLogger options', () => {
     expect(resolveAuditLoggerOptions({ ...base, logFile: '/x/audit', remoteEndpoint: 'http://127.0.0.1:9/a', remoteRetryPolicy: { retryDelayMs: 7 } }).remoteRetryPolicy.options.retryDelayMs).toBe(7);
   });
 
+  it('accepts maxSizeMB of exactly 1 KiB (1/1024 MiB), the smallest size it documents', () => {
+    expect(resolveAuditLoggerOptions({ ...base, maxSizeMB: 1 / 1024 }).maxSizeMB).toBe(1 / 1024);
+    expect(bad({ maxSizeMB: 1 / 1024 - 1e-9 })).toThrow(/`maxSizeMB`/);
+  });
+
   it.each<[string, Record<string, unknown>, RegExp]>([
     ['agentId missing', { agentId: undefined }, /`agentId` to be a non-empty string, got undefined/],
     ['agentId empty', { agentId: '' }, /`agentId` to be a non-empty string, got "" \(string\)/],
@@ -69,7 +74,7 @@ describe('AuditLogger options', () => {
     ['logFile odd name', { logFile: '/var/log/audit?.log' }, /`logFile` to be a file path/],
     ['logFile one-letter extension', { logFile: '/var/log/audit.x' }, /extension of 2\+ characters/],
     ['logFile colon in the directory', { logFile: '/var/a:b/audit.log' }, /`logFile` to be a path without/],
-    ['maxSizeMB zero', { maxSizeMB: 0 }, /`maxSizeMB` to be a number of MiB from 0\.001 \(1 KiB\) to 1048576 \(1 TiB\), got 0 \(number\)/],
+    ['maxSizeMB zero', { maxSizeMB: 0 }, /`maxSizeMB` to be a number of MiB from 1\/1024 = 0\.0009765625 \(1 KiB\) to 1048576 \(1 TiB\), got 0 \(number\)/],
     ['maxSizeMB too small', { maxSizeMB: 0.0005 }, /`maxSizeMB`/],
     ['maxSizeMB too large', { maxSizeMB: 2e6 }, /`maxSizeMB`/],
     ['maxSizeMB a string', { maxSizeMB: '10' }, /`maxSizeMB`.*got "10" \(string\)/],
@@ -86,6 +91,7 @@ describe('AuditLogger options', () => {
     ['remoteHeaders an array', { remoteEndpoint: 'https://x', remoteHeaders: [] }, /`remoteHeaders` to be an object of header names/],
     ['remoteHeaders bad name', { remoteEndpoint: 'https://x', remoteHeaders: { 'a b': 'x' } }, /header names made of token characters/],
     ['remoteHeaders reserved', { remoteEndpoint: 'https://x', remoteHeaders: { 'Content-Type': 'x' } }, /the logger sets those/],
+    ['remoteHeaders names that differ only in case', { remoteEndpoint: 'https://x', remoteHeaders: { Authorization: 'Bearer a', authorization: 'Bearer b' } }, /header names that differ in more than case \(`Authorization` is given too\), got "authorization"/],
     ['remoteHeaders number value', { remoteEndpoint: 'https://x', remoteHeaders: { a: 5 } }, /`remoteHeaders\.a` to be a string without CR, LF or NUL/],
     ['remoteQueueBatches zero', { remoteEndpoint: 'https://x', remoteQueueBatches: 0 }, /`remoteQueueBatches` to be an integer from 1/],
     ['remoteTimeoutMs zero', { remoteEndpoint: 'https://x', remoteTimeoutMs: 0 }, /`remoteTimeoutMs` to be an integer from 1/],

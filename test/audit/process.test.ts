@@ -9,10 +9,12 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/ingest.js';
+import { join } from 'node:path';
 import { expectContiguous, readDir } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/child.ts', import.meta.url));
+const EXIT_CHILD = fileURLToPath(new URL('./fixtures/exit-child.ts', import.meta.url));
 const TOTAL = 150;
 /** Written before the child ends however it ends: by count (1–100) and with the ERROR (101–121). */
 const WRITTEN_BEFORE_END = 121;
@@ -31,9 +33,9 @@ let tmp: ReturnType<typeof tempDir>;
 afterEach(() => tmp?.cleanup());
 
 /** Runs the child in `mode`; when `signal` is given, sends it once the child printed `ready`. */
-function runChild(mode: string, signal?: NodeJS.Signals): Promise<Ended> {
+function runChild(mode: string, signal?: NodeJS.Signals, script = CHILD): Promise<Ended> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD], {
+    const child = spawn(process.execPath, ['--import', 'tsx', script], {
       cwd: ROOT,
       env: { ...process.env, AUDIT_CHILD_DIR: tmp.dir, AUDIT_CHILD_MODE: mode },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -137,5 +139,32 @@ describe('a real process that logs, then ends', () => {
     const records = readDir(tmp.dir);
     expect(TOTAL - records.length).toBeLessThan(BUFFER_SIZE);
     expectEvents(WRITTEN_BEFORE_END);
+  });
+
+  it('loses nothing on SIGTERM with two loggers that installed the handlers, and still ends by SIGTERM', async () => {
+    tmp = tempDir();
+    const ended = await runChild('two-loggers', 'SIGTERM', EXIT_CHILD);
+    expect(ended).toMatchObject({ code: null, signal: 'SIGTERM', timedOut: false });
+    for (const sub of ['a', 'b']) {
+      const records = readDir(join(tmp.dir, sub));
+      expect(records.map((r) => r.message)).toEqual(Array.from({ length: 30 }, (_, i) => `${sub} ${i + 1}`));
+      expectContiguous(records);
+    }
+  });
+
+  it('writes events logged from an application exit listener registered after start()', async () => {
+    tmp = tempDir();
+    const ended = await runChild('exit-late', undefined, EXIT_CHILD);
+    expect(ended).toMatchObject({ code: 2, signal: null, timedOut: false });
+    const records = readDir(join(tmp.dir, 'a'));
+    expect(records.map((r) => r.message)).toEqual(['up', 'exiting with code 2']);
+    expectContiguous(records);
+  });
+
+  it('says on stderr how many events logged before start() were never written when the process exits', async () => {
+    tmp = tempDir();
+    const ended = await runChild('before-start', undefined, EXIT_CHILD);
+    expect(ended).toMatchObject({ code: 0, signal: null, timedOut: false });
+    expect(ended.stderr).toMatch(/outpost audit: exiting before start\(\): 3 audit event\(s\) logged so far were never written/);
   });
 });

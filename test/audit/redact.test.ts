@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REDACTED, type AuditLogger } from '../../src/audit/index.js';
 import { MAX_DETAILS_DEPTH, compileRedactor, redactPattern } from '../../src/audit/redact.js';
 import { tempDir } from '../helpers/ingest.js';
-import { readDir, startLogger } from './helpers.js';
+import { auditFiles, readDir, startLogger } from './helpers.js';
 
 let tmp: ReturnType<typeof tempDir>;
 let logger: AuditLogger | undefined;
@@ -118,5 +119,58 @@ describe('redaction', () => {
     for (const key of ['apikey', 'api_key', 'API-KEY', 'x.api.key', 'clientId', 'CLIENT_ID']) expect(pattern.test(key), key).toBe(true);
     for (const key of ['api', 'key', 'apiKe', 'client']) expect(pattern.test(key), key).toBe(false);
     expect(redactPattern([])).toBeUndefined();
+  });
+
+  it('redacts what toJSON returns (an ORM record serializes through it), at any depth, and hides URL passwords', async () => {
+    tmp = tempDir();
+    logger = await startLogger(tmp.dir);
+    class User {
+      readonly #data = { name: 'bob', password: 'hunter2', apiKey: 'AKIA-LEAK', profile: { token: 't-leak' } };
+      toJSON(): unknown {
+        return this.#data;
+      }
+    }
+    class Wrapper {
+      toJSON(): unknown {
+        return { inner: new User() };
+      }
+    }
+    const selfish = { name: 'self', secret: 's-leak', toJSON(): unknown { return this; } };
+    logger.info('auth_failed', 'records', {
+      user: new User(),
+      list: [new User()],
+      wrapped: new Wrapper(),
+      selfish,
+      when: new Date(0),
+      url: new URL('https://ann:url-leak@collector.example.com/v1?x=1'),
+    });
+    await logger.close();
+    const text = readFileSync(auditFiles(tmp.dir)[0] as string, 'utf8');
+    for (const leak of ['hunter2', 'AKIA-LEAK', 't-leak', 's-leak', 'url-leak']) expect(text).not.toContain(leak);
+    const user = { name: 'bob', password: REDACTED, apiKey: REDACTED, profile: { token: REDACTED } };
+    expect(readDir(tmp.dir)[0]?.details).toEqual({
+      user,
+      list: [user],
+      wrapped: { inner: user },
+      selfish: { name: 'self', secret: REDACTED },
+      when: '1970-01-01T00:00:00.000Z',
+      url: `https://ann:${REDACTED}@collector.example.com/v1?x=1`,
+    });
+  });
+
+  it('keeps the event when a toJSON throws, and passes Dates and Buffers through untouched (no copy)', async () => {
+    const redact = compileRedactor(DEFAULT_KEYS);
+    const details = { when: new Date(0), bytes: Buffer.from('ab') };
+    expect(redact(details)).toBe(details);
+    tmp = tempDir();
+    logger = await startLogger(tmp.dir);
+    const bad = {
+      toJSON(): never {
+        throw new Error('toJSON');
+      },
+    };
+    expect(() => logger?.info('agent_error', 'throwing toJSON', { bad })).not.toThrow();
+    await logger.close();
+    expect(readDir(tmp.dir).map((r) => [r.message, r.details])).toEqual([['throwing toJSON', { unserializable: true }]]);
   });
 });

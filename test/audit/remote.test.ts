@@ -144,6 +144,64 @@ describe('remote shipping', () => {
     expect((stats?.shippedEvents ?? 0) + (stats?.droppedEvents ?? 0)).toBe(logger.stats().loggedEvents);
   });
 
+  it('keeps the backoff when the batch that got Retry-After is dropped for room: no POST before the wait is over', async () => {
+    tmp = tempDir();
+    const at: number[] = [];
+    const c = await collector((n, res) => {
+      at.push(Date.now());
+      if (n !== 1) return false;
+      answer(res, 503, {}, { 'retry-after': '30' });
+      return true;
+    });
+    server = c.server;
+    // Retry-After: 30 s, capped at 300 ms by the policy so that the test is short.
+    logger = await startLogger(tmp.dir, { bufferSize: 1, remoteEndpoint: server.url, remoteQueueBatches: 1, remoteRetryPolicy: { ...FAST, maxRetryAfterMs: 300 } });
+    const retries: AuditShipRetryEvent[] = [];
+    logger.on('ship-retry', (e) => retries.push(e));
+    const drops: AuditShipDroppedEvent[] = [];
+    logger.on('ship-dropped', (e) => drops.push(e));
+    logger.info('upload_started', 'e1');
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBe(1);
+    expect(retries[0]).toMatchObject({ retry: 1, delayMs: 300 });
+    // A steady agent: every new batch pushes the waiting one out of the queue.
+    for (let i = 2; i <= 20; i++) logger.info('upload_started', `e${i}`);
+    expect(drops.length).toBeGreaterThanOrEqual(19);
+    await logger.flush({ remote: true });
+    // The refused POST; after the wait, the batch left in the queue; then the notice that shipping works again.
+    // Not one POST per dropped batch.
+    expect(c.requests()).toBe(3);
+    expect((at[1] as number) - (at[0] as number)).toBeGreaterThanOrEqual(250);
+    expect(retries).toHaveLength(1);
+    expect(logger.stats().remote).toMatchObject({ shippedBatches: 2, retries: 1, queuedBatches: 0 });
+  });
+
+  it('counts failures across batches and resets the backoff only on a 2xx', async () => {
+    tmp = tempDir();
+    const c = await collector((n, res) => {
+      if (n === 1 || n === 2 || n === 4) answer(res, 503, {});
+      else return false;
+      return true;
+    });
+    server = c.server;
+    logger = await startLogger(tmp.dir, { bufferSize: 2, remoteEndpoint: server.url, remoteRetryPolicy: FAST });
+    const retries: AuditShipRetryEvent[] = [];
+    logger.on('ship-retry', (e) => retries.push(e));
+    const shipped: number[] = [];
+    logger.on('shipped', (e) => shipped.push(e.attempts));
+    logger.info('upload_started', 'a1');
+    logger.info('upload_started', 'a2');
+    await logger.flush({ remote: true });
+    logger.info('upload_started', 'b1');
+    logger.info('upload_started', 'b2');
+    await logger.flush({ remote: true });
+    expect(retries.map((r) => [r.retry, r.delayMs])).toEqual([
+      [1, 5],
+      [2, 10],
+      [1, 5], // after the 2xx, the backoff starts over
+    ]);
+    expect(shipped).toEqual([3, 2]);
+  });
+
   it('lets a signal bound flush({ remote: true }) while the endpoint is down', async () => {
     tmp = tempDir();
     const dead = await startServer(() => undefined);

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import fs, { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditFilesDeletedEvent, AuditLogger, AuditRotatedEvent } from '../../src/audit/index.js';
@@ -105,13 +105,106 @@ describe('rotation', () => {
   });
 });
 
+describe('a rotation that fails', () => {
+  it('keeps writing, and naming as current, the file it has; reports it once; retention keeps that file; the next rotation moves on', async () => {
+    tmp = tempDir();
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    logger = await startLogger(tmp.dir, { bufferSize: 1, maxSizeMB: 1 / 1024, maxAgeDays: 1 });
+    const errors: OutpostError[] = [];
+    logger.on('error', (e) => errors.push(e));
+    const rotated: AuditRotatedEvent[] = [];
+    logger.on('rotated', (e) => rotated.push(e));
+    const first = logger.currentFile as string;
+    const blocked = join(tmp.dir, `audit.${localDate()}.2.log`);
+    mkdirSync(blocked); // the next file cannot be opened (EISDIR; EMFILE and EACCES alike)
+    for (let i = 0; i < 20; i++) logger.info('scan_started', `x${i} ${'x'.repeat(100)}`);
+    await tick();
+    await tick();
+    expect(errors.map((e) => [e.code, (e.cause as NodeJS.ErrnoException).code])).toEqual([['OUTPOST_AUDIT_ROTATE_FAILED', 'EISDIR']]);
+    expect(logger.currentFile).toBe(first);
+    expect(logger.stats().file).toBe(first);
+    // Quiet for a while: the active file's last write is old. Retention must still see it as active.
+    const old = (Date.now() - 10 * DAY) / 1000;
+    utimesSync(first, old, old);
+    await expect(logger.deleteExpiredFiles()).resolves.toEqual([]);
+    expect(existsSync(first)).toBe(true);
+    logger.error('scan_failed', 'after the failed rotation');
+    expect(readRecords([first]).at(-1)?.message).toBe('after the failed rotation');
+    // The next write past the limit rotates again, to the next name.
+    await tick();
+    await tick();
+    const third = join(tmp.dir, `audit.${localDate()}.3.log`);
+    expect(rotated).toEqual([{ from: first, to: third }]);
+    expect(logger.currentFile).toBe(third);
+    logger.info('scan_started', 'in the third file');
+    await logger.close();
+    expect(errors).toHaveLength(1);
+    const records = readRecords([first, third]);
+    expectContiguous(records);
+    expect(records.at(-1)?.message).toBe('in the third file');
+  });
+
+  it('closes the descriptor of the file it leaves once, not once more per failed attempt (no stray close of a reused descriptor)', async () => {
+    tmp = tempDir();
+    vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const closed: number[] = [];
+    const close = fs.close;
+    vi.spyOn(fs, 'close').mockImplementation(((fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => {
+      closed.push(fd);
+      close(fd, cb);
+    }) as typeof fs.close);
+    logger = await startLogger(tmp.dir, { bufferSize: 1, maxSizeMB: 1 / 1024 });
+    const errors: OutpostError[] = [];
+    logger.on('error', (e) => errors.push(e));
+    const rotated: AuditRotatedEvent[] = [];
+    logger.on('rotated', (e) => rotated.push(e));
+    const blocked = join(tmp.dir, `audit.${localDate()}.2.log`);
+    mkdirSync(blocked);
+    for (let i = 0; i < 15; i++) logger.info('scan_started', 'x'.repeat(100));
+    await tick();
+    await tick();
+    rmdirSync(blocked);
+    for (let i = 0; i < 15; i++) logger.info('scan_started', 'y'.repeat(100));
+    await tick();
+    await tick();
+    await tick();
+    expect(rotated).toHaveLength(1);
+    expect(errors.map((e) => e.code)).toEqual(['OUTPOST_AUDIT_ROTATE_FAILED']);
+    expect(closed).toHaveLength(new Set(closed).size);
+  });
+});
+
+describe('a partial last line', () => {
+  it('is ended before a new run appends, so that it does not swallow the run’s first line', async () => {
+    tmp = tempDir();
+    const file = join(tmp.dir, `audit.${localDate()}.1.log`);
+    // What a run that died in the middle of a write (a full disk, a kill) leaves.
+    writeFileSync(file, '{"severity":"INFO","seq":1,"message":"whole"}\n{"severity":"INFO","seq":2,"mess', { mode: 0o600 });
+    logger = await startLogger(tmp.dir);
+    expect(logger.currentFile).toBe(file);
+    logger.info('agent_start', 'first of run 2');
+    await logger.close();
+    const lines = readFileSync(file, 'utf8').split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toBe('{"severity":"INFO","seq":2,"mess');
+    expect(JSON.parse(lines[2] as string)).toMatchObject({ seq: 1, message: 'first of run 2' });
+    expect(lines[3]).toBe('');
+  });
+});
+
 describe('age retention', () => {
-  it('deletes rotated files older than maxAgeDays at start, earlier runs’ included, and leaves everything else', async () => {
+  it('deletes rotated files older than maxAgeDays at start, earlier runs’ included, and leaves everything not named as the logger names its files', async () => {
     tmp = tempDir();
     const d = tmp.dir;
-    const expired = [oldFile(d, 'audit.2020-01-01.3.log', 40), oldFile(d, 'audit.2020-01-02.1.log', 31), oldFile(d, 'audit.7.log', 45)];
+    const expired = [oldFile(d, 'audit.2020-01-01.3.log', 40), oldFile(d, 'audit.2020-01-02.1.log', 31), oldFile(d, 'audit.2020-01-03.12.log', 45)];
     const kept = [
       oldFile(d, 'audit.2020-01-05.1.log', 29),
+      // Names the logger never gives its files: not its own, so never deleted.
+      oldFile(d, 'audit.7.log', 400),
+      oldFile(d, 'audit.2020-13-01.1.log', 400),
+      oldFile(d, 'audit.2020-01-01.0.log', 400),
+      oldFile(d, 'audit.2020-01-01.01.log', 400),
+      oldFile(d, 'audit.x.2020-01-01.1.log', 400),
       oldFile(d, 'notes.txt', 400),
       oldFile(d, 'other.2020-01-01.1.log', 400),
       oldFile(d, 'audit.2020-01-01.1.json', 400),

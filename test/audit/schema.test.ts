@@ -133,6 +133,54 @@ describe('audit line schema', () => {
     expect(readDir(tmp.dir)).toMatchObject([{ severity: 'WARN', type: 'validation_error', details: { value: 'undefined' } }]);
   });
 
+  it('never throws from a logging method, whatever its arguments, and writes only valid lines with string messages and ids', async () => {
+    tmp = tempDir();
+    logger = await startLogger(tmp.dir);
+    const l = logger;
+    const throwing = {
+      get x(): never {
+        throw new Error('getter');
+      },
+    };
+    const calls: [string, () => void][] = [
+      ['jobFailed, a null-prototype error', () => l.jobFailed('j1', Object.create(null))],
+      ['jobFailed, an error whose message getter throws', () => l.jobFailed('j1', Object.defineProperty(new Error('e'), 'message', { get: () => { throw new Error('no message'); } }))],
+      ['jobStarted, details with a throwing getter', () => l.jobStarted('j1', 'scan', throwing)],
+      ['jobFailed, details with a throwing getter', () => l.jobFailed('j1', new Error('e'), throwing)],
+      ['info, a Symbol message', () => l.info('agent_start', Symbol('s') as unknown as string)],
+      ['info, a message whose toString throws', () => l.info('agent_start', { toString: () => { throw new Error('ts'); } } as unknown as string)],
+      ['info, no message', () => l.info('agent_start', undefined as unknown as string)],
+      ['info, null details', () => l.info('agent_start', 'null details', null as unknown as Record<string, unknown>)],
+      ['jobCompleted, a Symbol job id', () => l.jobCompleted(Symbol('j') as unknown as string, 5)],
+      ['jobStarted, a number job id', () => l.jobStarted(42 as unknown as string, 'scan')],
+      ['chunkUploaded, a BigInt index', () => l.chunkUploaded('r', 1n as unknown as number, 2, 3)],
+      ['log, an event whose type getter throws', () => l.log({ get type(): never { throw new Error('t'); }, message: 'm' } as unknown as Parameters<AuditLogger['log']>[0])],
+      ['log, null ids and a Symbol type', () => l.log({ type: Symbol('t') as unknown as 'agent_start', message: 'null ids', jobId: null as unknown as string, reportId: 7 as unknown as string })],
+    ];
+    for (const [name, call] of calls) expect(call, name).not.toThrow();
+    await logger.close();
+    const records = readDir(tmp.dir); // every line parses
+    expect(records).toHaveLength(calls.length);
+    for (const r of records) {
+      expect(typeof r.message, JSON.stringify(r)).toBe('string');
+      for (const key of ['job_id', 'report_id', 'type'] as const) if (key in r) expect(typeof r[key], JSON.stringify(r)).toBe('string');
+    }
+    expectContiguous(records);
+    const by = (seq: number): AuditRecord => records[seq - 1] as AuditRecord;
+    expect(by(1)).toMatchObject({ type: 'job_failed', message: 'Job j1 failed: [object Object]' });
+    expect(by(3)).toMatchObject({ type: 'job_started', details: { job_type: 'scan', unserializable: true } });
+    expect(by(5).message).toBe('Symbol(s)');
+    expect(by(7).message).toBe(''); // present, a string: never `"message":undefined`, never absent
+    expect(by(8).message).toBe('null details');
+    expect('details' in by(8)).toBe(false); // null details are omitted like absent ones
+    expect(by(9)).toMatchObject({ job_id: 'Symbol(j)', message: 'Job Symbol(j) completed in 5 ms' });
+    expect(by(10)).toMatchObject({ job_id: '42' });
+    expect(by(11)).toMatchObject({ type: 'chunk_uploaded', message: 'Chunk 2 of 2 of report r uploaded' });
+    expect(by(12)).toMatchObject({ severity: 'WARN', type: 'validation_error', message: 'log() could not record its event: t', details: { reason: 'audit_invalid_arguments', method: 'log' } });
+    expect(by(13)).toMatchObject({ type: 'Symbol(t)', report_id: '7' });
+    expect('job_id' in by(13)).toBe(false);
+  });
+
   it('keeps messages with quotes and newlines on one line', async () => {
     tmp = tempDir();
     logger = await startLogger(tmp.dir);

@@ -5,7 +5,7 @@
  * printed; the logger recovers once the file is writable again.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { AuditDroppedEvent, AuditLogger, AuditWriteFailedEvent, AuditWriteRecoveredEvent } from '../../src/audit/index.js';
@@ -57,6 +57,36 @@ async function startOnDevFull(ctx: { skip: () => void }, options: Parameters<typ
   const l = await startLogger(tmp.dir, { bufferSize: 1000, ...options });
   expect(l.currentFile).toBe(link);
   return { logger: l, link };
+}
+
+/** Mounts a tmpfs of `size` in a new temp dir (unmounted after the test); skips the test, saying why, where that is not allowed. */
+function mountTmpfs(ctx: { skip: () => void }, size: string): string | undefined {
+  tmp = tempDir();
+  const mnt = join(tmp.dir, 'mnt');
+  mkdirSync(mnt);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt], { stdio: 'ignore' });
+    mounted = mnt;
+    return mnt;
+  } catch {
+    console.warn('skipping a tmpfs disk-full test: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)');
+    ctx.skip();
+    return undefined;
+  }
+}
+
+/** Fills `dir`'s filesystem with `ballast` but for about `leaveBytes`. */
+function fillDisk(ballast: string, leaveBytes: number): void {
+  let size = 0;
+  try {
+    for (;;) {
+      writeFileSync(ballast, Buffer.alloc(size + 4096));
+      size += 4096;
+    }
+  } catch (err) {
+    expect((err as NodeJS.ErrnoException).code).toBe('ENOSPC');
+  }
+  writeFileSync(ballast, Buffer.alloc(Math.max(0, size - leaveBytes)));
 }
 
 describe('write errors', () => {
@@ -190,17 +220,8 @@ describe('write errors', () => {
   });
 
   it('fills a real small filesystem, then recovers when space is freed, losing nothing', async (ctx) => {
-    tmp = tempDir();
-    const mnt = join(tmp.dir, 'mnt');
-    mkdirSync(mnt);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', mnt], { stdio: 'ignore' });
-      mounted = mnt;
-    } catch {
-      console.warn('skipping the tmpfs disk-full test: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)');
-      ctx.skip();
-      return;
-    }
+    const mnt = mountTmpfs(ctx, '256k');
+    if (mnt === undefined) return;
     const ballast = join(mnt, 'ballast');
     logger = await startLogger(mnt, { bufferSize: 20, maxSizeMB: 64 });
     const w = watch(logger);
@@ -226,5 +247,29 @@ describe('write errors', () => {
     expect(records.filter((r) => r.type === 'scan_completed').map((r) => r.message)).toEqual(Array.from({ length: n }, (_, i) => `event ${i + 1}`));
     expectContiguous(records);
     expect(logger.stats().droppedEvents).toBe(0);
+  });
+
+  it('cuts a batch written in part back to the last whole line when it closes with the disk still full, so a restart appends cleanly', async (ctx) => {
+    const mnt = mountTmpfs(ctx, '128k');
+    if (mnt === undefined) return;
+    logger = await startLogger(mnt, { bufferSize: 1 });
+    const w = watch(logger);
+    fillDisk(join(mnt, 'ballast'), 20 * 1024);
+    let n = 0;
+    while (w.failed.length === 0 && n < 10_000) logger.info('scan_started', `run1 event ${++n}`, { pad: 'p'.repeat(300) });
+    expect(w.failed[0]?.error.cause).toMatchObject({ code: 'ENOSPC' });
+    const file = logger.currentFile as string;
+    await logger.close(); // the disk is still full: the last event is lost, and so is its partial line
+    const text = readFileSync(file, 'utf8');
+    expect(text.endsWith('\n')).toBe(true);
+    const run1 = readRecords([file]);
+    expect(run1.map((r) => r.message)).toEqual(Array.from({ length: n - 1 }, (_, i) => `run1 event ${i + 1}`));
+    expect(logger.stats().droppedEvents).toBe(1);
+    rmSync(join(mnt, 'ballast')); // space freed; the agent restarts the same day
+    logger = await startLogger(mnt, { bufferSize: 1 });
+    expect(logger.currentFile).toBe(file);
+    logger.info('agent_start', 'run2 first event');
+    await logger.close();
+    expect(readRecords([file]).at(-1)).toMatchObject({ seq: 1, message: 'run2 first event' });
   });
 });
