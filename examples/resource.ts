@@ -2,7 +2,7 @@
  * `node --import tsx examples/resource.ts`: admission control on this machine.
  *
  * - describes the host and the limits that apply to this process (cgroup v2,
- *   v1, or the host);
+ *   v1, or the host — each signal from the process's own cgroup when it has one);
  * - starts a `ResourceController` sampling every 500 ms and logs its events;
  * - runs ten jobs through `run()` (higher priority first), one of which
  *   overruns its `timeoutMs` and is aborted;
@@ -21,17 +21,23 @@ console.log(
 );
 
 const pct = (x: number | undefined): string => (x === undefined ? '  ?' : `${(x * 100).toFixed(0).padStart(3)}%`);
-await using resources = new ResourceController({ dataDir: process.cwd(), sampleIntervalMs: 500, cooldownMs: 2_000 });
-resources.on('sample', (m) => console.log(`sample: cpu ${pct(m.cpu)}  memory ${pct(m.memory)}  disk ${pct(m.disk)}  event loop ${pct(m.eventLoop)}`));
+// The container's own figures decide. `hostCpuThreshold: 0.95` would also yield to a host saturated by its neighbours.
+await using resources = new ResourceController({ dataDir: process.cwd(), sampleIntervalMs: 500, cooldownMs: 2_000, closeTimeoutMs: 5_000 });
+resources.on('sample', (m) =>
+  console.log(`sample: cpu ${pct(m.cpu)}  memory ${pct(m.memory)}  disk ${pct(m.disk)}  event loop ${pct(m.eventLoop)}  (host: cpu ${pct(m.hostCpu)}, memory ${pct(m.hostMemory)})`),
+);
 resources.on('warning', (e) => console.log(`warning: ${e.signal} at ${pct(e.value)} (throttles over ${pct(e.threshold)})`));
 resources.on('throttled', (e) => console.log(`throttled: ${e.message}; only ${resources.status().minJobs} job(s) admitted`));
 resources.on('resumed', (e) => console.log(`resumed after ${e.throttledMs} ms`));
 resources.on('sample-failed', (e) => console.log(`sample-failed: ${e.errors.map((err) => err.message).join('; ')}`));
 resources.on('job-timeout', (e) => console.log(`job-timeout: a job ran past ${e.timeoutMs} ms and was aborted`));
+resources.on('error', (e) => console.log(`error: ${e.code}: ${e.message}`));
 
 await resources.start();
 const { source, maxJobs } = resources.status();
-console.log(`controller: ${maxJobs} jobs at once; readers: cpu ${source?.cpu}, memory ${source?.memory}, cgroup ${source?.cgroupPath ?? 'none'}`);
+console.log(
+  `controller: ${maxJobs} jobs at once; readers: cpu ${source?.cpu} (cgroup ${source?.cpuCgroupPath ?? 'none'}), memory ${source?.memory} (cgroup ${source?.memoryCgroupPath ?? 'none'})`,
+);
 
 // Ten jobs of 300 ms; job 7 would take 5 s but is given 1 s. Priorities: jobs 8 and 9 jump the queue.
 const jobs = Array.from({ length: 10 }, (_, i) =>

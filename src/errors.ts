@@ -339,8 +339,9 @@ export type ResourceReadTarget = 'cpu' | 'memory' | 'disk' | 'source';
  * A resource sample could not read one of its inputs (a cgroup or `/proc`
  * file missing, unreadable or malformed; the data directory gone). Emitted in
  * the resource controller's `sample-failed` event, never thrown: the signal
- * is unknown for that sample, which neither throttles nor counts toward
- * resuming. Code `OUTPOST_RESOURCE_READ_FAILED`; the I/O error is the `cause`.
+ * is unknown for that sample. It never causes a throttle, and holds back
+ * resuming for at most one `cooldownMs` from when it started failing. Code
+ * `OUTPOST_RESOURCE_READ_FAILED`; the I/O error is the `cause`.
  */
 export class ResourceReadError extends OutpostError {
   declare readonly code: 'OUTPOST_RESOURCE_READ_FAILED';
@@ -398,5 +399,59 @@ export class AuditError extends OutpostError {
   constructor(code: AuditErrorCode, message: string, details: OutpostErrorOptions & { readonly file?: string | undefined } = {}) {
     super(code, message, details);
     this.file = details.file;
+  }
+}
+
+/**
+ * A job declared more memory (`memoryBytes`) than the resource controller can
+ * ever admit: more than `memoryThreshold` × the tightest memory limit that
+ * applies to the process (its cgroup's, an ancestor's, or the host's).
+ * `tryAcquire()` throws it, `acquire()` and `run()` reject with it — at once,
+ * or, for a waiting job, as soon as a sample shows a limit it cannot fit.
+ * Code `OUTPOST_RESOURCE_JOB_TOO_LARGE`.
+ */
+export class JobTooLargeError extends OutpostError {
+  declare readonly code: 'OUTPOST_RESOURCE_JOB_TOO_LARGE';
+  /** The memory the job declared, in bytes. */
+  readonly memoryBytes: number;
+  /** The most any job may declare now: `memoryThreshold` × the tightest limit, in bytes. */
+  readonly budgetBytes: number;
+  /**
+   * @param memoryBytes - what the job declared
+   * @param budgetBytes - the most it could have declared
+   */
+  constructor(memoryBytes: number, budgetBytes: number) {
+    super('OUTPOST_RESOURCE_JOB_TOO_LARGE', `A job declaring ${memoryBytes} bytes can never be admitted: at most ${Math.floor(budgetBytes)} bytes fit under the memory threshold`);
+    this.memoryBytes = memoryBytes;
+    this.budgetBytes = budgetBytes;
+  }
+}
+
+/**
+ * The resource controller's `close()` stopped waiting after `closeTimeoutMs`:
+ * `run()` jobs that ignore their abort signal were still running (they keep
+ * their slots until they end), or a sample's read never finished. `close()`
+ * resolves anyway; this error is emitted as an `error` event (a process
+ * warning when nobody listens). Code `OUTPOST_RESOURCE_CLOSE_TIMEOUT`.
+ */
+export class CloseTimeoutError extends OutpostError {
+  declare readonly code: 'OUTPOST_RESOURCE_CLOSE_TIMEOUT';
+  /** The grace `close()` gave, in ms. */
+  readonly closeTimeoutMs: number;
+  /** `run()` jobs that had not settled. */
+  readonly runningJobs: number;
+  /** Whether a sample's read was still in flight. */
+  readonly sampleInFlight: boolean;
+  /**
+   * @param closeTimeoutMs - the grace that elapsed
+   * @param runningJobs - jobs left running
+   * @param sampleInFlight - whether a read was left in flight
+   */
+  constructor(closeTimeoutMs: number, runningJobs: number, sampleInFlight: boolean) {
+    const left = [runningJobs > 0 ? `${runningJobs} run() job(s) still running` : '', sampleInFlight ? 'a sample still reading' : ''].filter(Boolean).join(' and ');
+    super('OUTPOST_RESOURCE_CLOSE_TIMEOUT', `close() gave up after ${closeTimeoutMs} ms with ${left}`);
+    this.closeTimeoutMs = closeTimeoutMs;
+    this.runningJobs = runningJobs;
+    this.sampleInFlight = sampleInFlight;
   }
 }

@@ -10,7 +10,8 @@ import type { ResourceMetrics, ResourceSignal } from './events.js';
 const SMOOTHING = 0.5;
 /** Factor applied on a breach. */
 const DECREASE = 0.5;
-const SIGNALS: readonly ResourceSignal[] = ['cpu', 'memory', 'disk'];
+const SIGNALS: readonly ResourceSignal[] = ['cpu', 'memory', 'disk', 'hostCpu', 'hostMemory'];
+const CPU_SIGNALS: ReadonlySet<ResourceSignal> = new Set(['cpu', 'hostCpu']);
 
 /** What one update needs to know besides the sample. */
 export interface AdaptiveInput {
@@ -24,7 +25,7 @@ export interface AdaptiveInput {
 export class Adaptive {
   readonly #thresholds: Readonly<Record<ResourceSignal, number>>;
   readonly #margin: number;
-  readonly #smoothed: Record<ResourceSignal, number | undefined> = { cpu: undefined, memory: undefined, disk: undefined };
+  readonly #smoothed: Partial<Record<ResourceSignal, number>> = {};
   #value: number;
   #floor: number;
   #ceiling: number;
@@ -54,10 +55,11 @@ export class Adaptive {
     return Math.max(this.#floor, Math.min(this.#ceiling, Math.floor(this.#value)));
   }
 
-  /** Feeds one sample (not the first after start). */
-  update(metrics: ResourceMetrics, input: AdaptiveInput): void {
+  /** Feeds one sample; with `ignoreCpu` (the first after start) its CPU figures are left out. */
+  update(metrics: ResourceMetrics, input: AdaptiveInput, ignoreCpu = false): void {
     let calm = true;
     for (const signal of SIGNALS) {
+      if (ignoreCpu && CPU_SIGNALS.has(signal)) continue;
       const value = metrics[signal];
       if (value === undefined || this.#thresholds[signal] >= 1) continue;
       const previous = this.#smoothed[signal];

@@ -2,9 +2,11 @@
  * Slots: who may run now. Counters and a wait queue only — no clock, no
  * file, no syscall — so `tryAcquire()` and `release()` cost a few
  * comparisons. Waiters are served by priority, first come first served
- * within a priority, and are woken by a release, a resume, a resize or a
- * new memory reading; nothing polls.
+ * within a priority, and are woken by a release, a resume, a resize, a
+ * new memory reading or a new head of the queue; nothing polls.
  */
+import { JobTooLargeError } from '../errors.js';
+import type { MemoryScope } from './reading.js';
 
 /** A held admission. Release it when the job ends; `using slot = ...` does it for you. */
 export interface Slot extends Disposable {
@@ -16,14 +18,6 @@ export interface Slot extends Disposable {
   readonly released: boolean;
   /** Gives the slot back and wakes the next waiter. Idempotent. */
   release(): void;
-}
-
-/** Memory figures the admission of a job that declared `memoryBytes` is checked against. */
-export interface MemoryBudget {
-  /** The latest measured memory fraction; `undefined` when unknown. */
-  readonly fraction: number | undefined;
-  /** The limit behind it, in bytes; `undefined` when unknown (declared memory is then not checked). */
-  readonly limitBytes: number | undefined;
 }
 
 interface Waiter {
@@ -47,7 +41,7 @@ interface Bucket {
 class AdmissionSlot implements Slot {
   readonly priority: number;
   readonly memoryBytes: number;
-  /** The memory epoch it was admitted in: its memory is not yet in a sample while this is the current epoch. */
+  /** How many reads had started when it was admitted: reads from this one on may not show its memory. */
   readonly epoch: number;
   #owner: Admission | undefined;
 
@@ -80,7 +74,7 @@ export class Admission {
   max: number;
   /** Jobs admitted at once, throttled or not. */
   min: number;
-  /** Fraction of the memory limit that declared jobs must fit under. */
+  /** Fraction of each memory limit that declared jobs must fit under. */
   memoryThreshold: number;
   active = 0;
   rejected = 0;
@@ -89,9 +83,18 @@ export class Admission {
   peak = 0;
   reservedBytes = 0;
   #throttled = false;
-  #freshBytes = 0;
+  /** Reads started so far; a slot records it when admitted. */
   #epoch = 0;
-  #budget: MemoryBudget = { fraction: undefined, limitBytes: undefined };
+  /** The epoch of the read behind the memory figures in use (that read cannot show slots admitted from it on). */
+  #measuredEpoch = 0;
+  /** Declared bytes of held slots admitted since the read behind the figures in use started. */
+  #freshBytes = 0;
+  /** Declared bytes of held slots admitted since the latest read started. */
+  #sinceReadBytes = 0;
+  /** Declared bytes that still fit over the latest measurement, at its tightest level; `Infinity` while no limit is known. */
+  #roomBytes = Number.POSITIVE_INFINITY;
+  /** The most declared bytes held at once: threshold × the tightest limit; `Infinity` while no limit is known. */
+  #budgetBytes = Number.POSITIVE_INFINITY;
   /** Non-empty buckets, highest priority first. */
   #buckets: Bucket[] = [];
 
@@ -101,16 +104,26 @@ export class Admission {
     this.memoryThreshold = memoryThreshold;
   }
 
-  /** A slot now, or `undefined` (counted as a rejection). Never jumps ahead of waiters. */
+  /** The most memory declared jobs may hold at once, in bytes; `undefined` while no limit is known. */
+  get budgetBytes(): number | undefined {
+    return this.#budgetBytes === Number.POSITIVE_INFINITY ? undefined : this.#budgetBytes;
+  }
+
+  /**
+   * A slot now, or `undefined` (counted as a rejection). Never jumps ahead of waiters.
+   * @throws {@link JobTooLargeError} when `memoryBytes` can never fit
+   */
   tryAcquire(priority: number, memoryBytes: number): Slot | undefined {
+    if (memoryBytes > this.#budgetBytes) throw new JobTooLargeError(memoryBytes, this.#budgetBytes);
     if (this.pending === 0 && this.#admits(memoryBytes)) return this.#grant(priority, memoryBytes);
     this.rejected++;
     return undefined;
   }
 
-  /** A slot now or, in turn, later; rejects with `signal.reason` when it aborts first. */
+  /** A slot now or, in turn, later; rejects with `signal.reason` when it aborts first, with {@link JobTooLargeError} when it can never fit. */
   acquire(priority: number, memoryBytes: number, signal: AbortSignal | undefined): Promise<Slot> {
     if (signal?.aborted === true) return Promise.reject(signal.reason);
+    if (memoryBytes > this.#budgetBytes) return Promise.reject(new JobTooLargeError(memoryBytes, this.#budgetBytes));
     if (this.pending === 0 && this.#admits(memoryBytes)) return Promise.resolve(this.#grant(priority, memoryBytes));
     return new Promise<Slot>((resolve, reject) => {
       const waiter: Waiter = { priority, memoryBytes, resolve, reject, signal, onAbort: undefined, prev: undefined, next: undefined, bucket: this.#bucket(priority) };
@@ -129,6 +142,8 @@ export class Admission {
         };
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
+      // A new head (higher priority than the one that was blocked, by its declared memory) may fit now.
+      if (this.#buckets[0]?.head === waiter) this.dispatch();
     });
   }
 
@@ -141,11 +156,34 @@ export class Admission {
     return this.#throttled;
   }
 
-  /** A new memory reading: the memory of every job admitted so far is now in it. */
-  setBudget(budget: MemoryBudget): void {
-    this.#budget = budget;
+  /** A read is starting: what is admitted from now on may not be in it. */
+  readStarted(): void {
     this.#epoch++;
-    this.#freshBytes = 0;
+    this.#sinceReadBytes = 0;
+  }
+
+  /**
+   * The memory levels the latest read measured (`undefined`: unknown, the
+   * last known figures stay in force). Declared memory must fit at every
+   * level: under `memoryThreshold` × its limit in total, and over its
+   * measurement counting the jobs admitted since the read started. Waiters
+   * that can never fit under a smaller budget are rejected.
+   */
+  setMemory(scopes: readonly MemoryScope[] | undefined): void {
+    if (scopes === undefined || scopes.length === 0) return;
+    let room = Number.POSITIVE_INFINITY;
+    let budget = Number.POSITIVE_INFINITY;
+    for (const { usedBytes, limitBytes } of scopes) {
+      const cap = this.memoryThreshold * limitBytes;
+      room = Math.min(room, cap - usedBytes);
+      budget = Math.min(budget, cap);
+    }
+    const shrank = budget < this.#budgetBytes;
+    this.#roomBytes = room;
+    this.#budgetBytes = budget;
+    this.#measuredEpoch = this.#epoch;
+    this.#freshBytes = this.#sinceReadBytes;
+    if (shrank && this.pending > 0) this.#rejectTooLarge();
   }
 
   /** Returns the peak since the last call and starts a new period at the current count. */
@@ -181,30 +219,34 @@ export class Admission {
     this.active--;
     if (slot.memoryBytes > 0) {
       this.reservedBytes -= slot.memoryBytes;
-      if (slot.epoch === this.#epoch) this.#freshBytes -= slot.memoryBytes;
+      if (slot.epoch >= this.#measuredEpoch) this.#freshBytes -= slot.memoryBytes;
+      if (slot.epoch === this.#epoch) this.#sinceReadBytes -= slot.memoryBytes;
     }
     if (this.pending > 0) this.dispatch();
   }
 
-  #admits(memoryBytes: number): boolean {
-    const active = this.active;
-    if (active < this.min) return true;
-    if (this.#throttled || active >= this.max) return false;
-    return memoryBytes === 0 || this.#fits(memoryBytes);
+  #rejectTooLarge(): void {
+    for (const bucket of [...this.#buckets]) {
+      for (let waiter = bucket.head; waiter !== undefined; ) {
+        const next: Waiter | undefined = waiter.next;
+        if (waiter.memoryBytes > this.#budgetBytes) {
+          this.#unlink(waiter);
+          if (waiter.onAbort !== undefined) waiter.signal?.removeEventListener('abort', waiter.onAbort);
+          waiter.reject(new JobTooLargeError(waiter.memoryBytes, this.#budgetBytes));
+        }
+        waiter = next;
+      }
+    }
   }
 
   /**
-   * Whether a job declaring `bytes` fits under the memory threshold. Two
-   * projections, the stricter wins: the budget (every held declaration plus
-   * this one, as a fraction of the limit), and the measurement (the latest
-   * sample plus the declarations admitted since it, which it cannot show yet).
+   * Whether a job declaring `bytes` may start now. The `min` slots are
+   * exempt from the throttle, never from the memory arithmetic: a declared
+   * job that does not fit would risk an OOM kill of the whole group.
    */
-  #fits(bytes: number): boolean {
-    const { fraction, limitBytes } = this.#budget;
-    if (limitBytes === undefined || limitBytes <= 0) return true;
-    const budget = (this.reservedBytes + bytes) / limitBytes;
-    const measured = fraction === undefined ? 0 : fraction + (this.#freshBytes + bytes) / limitBytes;
-    return Math.max(budget, measured) <= this.memoryThreshold;
+  #admits(bytes: number): boolean {
+    if (this.active >= (this.#throttled ? this.min : Math.max(this.min, this.max))) return false;
+    return bytes === 0 || (this.reservedBytes + bytes <= this.#budgetBytes && this.#freshBytes + bytes <= this.#roomBytes);
   }
 
   #grant(priority: number, memoryBytes: number): Slot {
@@ -212,6 +254,7 @@ export class Admission {
     if (memoryBytes > 0) {
       this.reservedBytes += memoryBytes;
       this.#freshBytes += memoryBytes;
+      this.#sinceReadBytes += memoryBytes;
     }
     return new AdmissionSlot(this, priority, memoryBytes, this.#epoch);
   }

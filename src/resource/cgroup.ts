@@ -1,17 +1,13 @@
 /**
- * Control-group readers: find this process's cgroup (v2, else v1) from
- * `/proc/self/cgroup`, walk up to the hierarchy's root for the limits that
- * apply to it, and read usage, limits and OOM kills with asynchronous file
- * reads. Only what the kernel enforces is read: `memory.max` /
- * `memory.limit_in_bytes`, `cpu.max` / `cpu.cfs_quota_us`.
+ * Control-group readers: usage, limits and OOM kills of the groups found by
+ * `cgroup-discovery.ts`, with asynchronous file reads. Only what the kernel
+ * enforces is read: `memory.max` / `memory.limit_in_bytes`, `cpu.max` /
+ * `cpu.cfs_quota_us`.
  */
-import { access } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { readText } from './read-text.js';
+import { join } from 'node:path';
 import { ResourceReadError } from '../errors.js';
-
-/** Which cgroup hierarchy a reading comes from. */
-export type CgroupVersion = 'cgroup-v2' | 'cgroup-v1';
+import type { CgroupVersion, CpuGroup, MemoryGroup } from './cgroup-discovery.js';
+import { readText } from './read-text.js';
 
 /**
  * v1 limits at or above this mean "no limit": the kernel reports
@@ -20,37 +16,8 @@ export type CgroupVersion = 'cgroup-v2' | 'cgroup-v1';
  */
 const UNLIMITED_BYTES = 2 ** 62;
 
-/** This process's groups, from `/proc/self/cgroup`. */
-export interface Membership {
-  /** Path in the v2 (unified) hierarchy, from the `0::<path>` line. */
-  readonly v2: string | undefined;
-  /** v1 controller → its path and the mount's name (`cpu,cpuacct`). */
-  readonly v1: ReadonlyMap<string, { readonly path: string; readonly mount: string }>;
-}
-
-/** Where memory is read: the group's directory and its ancestors (leaf first, the hierarchy's root excluded). */
-export interface MemoryGroup {
-  readonly version: CgroupVersion;
-  readonly dirs: readonly string[];
-}
-
-/** Where CPU is read: the usage counter's file and the directories whose quotas apply (leaf first). */
-export interface CpuGroup {
-  readonly version: CgroupVersion;
-  readonly usageFile: string | undefined;
-  readonly quotaDirs: readonly string[];
-}
-
-/** What discovery found; a missing part is read from the host instead. */
-export interface CgroupLayout {
-  readonly memory: MemoryGroup | undefined;
-  readonly cpu: CpuGroup | undefined;
-  /** The group's path as the kernel names it (v2 path, else the v1 memory path). */
-  readonly path: string | undefined;
-}
-
 /** One level of the memory hierarchy that is measured: the leaf always, an ancestor only when it has a limit. */
-export interface MemoryScope {
+export interface CgroupMemoryLevel {
   /** Working set: usage minus inactive file cache, in bytes. */
   readonly usedBytes: number;
   /** The level's limit in bytes; `undefined` when unlimited. */
@@ -60,9 +27,19 @@ export interface MemoryScope {
 /** A cgroup memory reading. */
 export interface CgroupMemory {
   /** The leaf first, then each limited ancestor. */
-  readonly scopes: readonly MemoryScope[];
+  readonly scopes: readonly CgroupMemoryLevel[];
   /** OOM kills counted by the group (`oom_kill`), when the kernel reports them. */
   readonly oomKills: number | undefined;
+}
+
+/** An ancestor with a CPU quota, and what its whole subtree used so far. */
+export interface CpuAncestor {
+  /** Its usage counter (identifies the level across readings). */
+  readonly usageFile: string;
+  /** Cumulative CPU time of the ancestor's subtree, in microseconds. */
+  readonly usageMicros: number;
+  /** Its quota, in CPUs (quota ÷ period). */
+  readonly quotaCpus: number;
 }
 
 /** A cgroup CPU reading. */
@@ -71,115 +48,8 @@ export interface CgroupCpu {
   readonly usageMicros: number | undefined;
   /** The tightest quota on the way up, in CPUs (quota ÷ period); `undefined` when unlimited. */
   readonly quotaCpus: number | undefined;
-}
-
-/** Parses `/proc/self/cgroup` (`id:controllers:path` lines). */
-export function parseMembership(text: string): Membership {
-  let v2: string | undefined;
-  const v1 = new Map<string, { path: string; mount: string }>();
-  for (const line of text.split('\n')) {
-    const a = line.indexOf(':');
-    const b = line.indexOf(':', a + 1);
-    if (a < 0 || b < 0) continue;
-    const controllers = line.slice(a + 1, b);
-    const path = line.slice(b + 1).trim();
-    if (!path.startsWith('/')) continue;
-    if (line.slice(0, a) === '0' && controllers === '') v2 = path;
-    else for (const c of controllers.split(',')) if (c !== '' && !c.startsWith('name=')) v1.set(c, { path, mount: controllers });
-  }
-  return { v2, v1 };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * The directory of group `path` under `mount` that holds `file`. Without a
- * cgroup namespace a container sees its own group mounted as the root while
- * `/proc/self/cgroup` still names the host's path: leading components are
- * dropped until a directory matches.
- */
-async function locate(mount: string, path: string, file: string): Promise<string | undefined> {
-  const parts = path.split('/').filter((p) => p !== '' && p !== '.' && p !== '..');
-  for (let i = 0; i <= parts.length; i++) {
-    const dir = join(mount, ...parts.slice(i));
-    if (await exists(join(dir, file))) return dir;
-  }
-  return undefined;
-}
-
-/** `dir` and its parents up to (not including) `mount`, leaf first; `[mount]` for the root group itself. */
-function ancestry(mount: string, dir: string): string[] {
-  const dirs: string[] = [];
-  for (let d = dir; d !== mount && d.startsWith(mount); d = dirname(d)) dirs.push(d);
-  return dirs.length > 0 ? dirs : [mount];
-}
-
-async function v2Mount(cgroupRoot: string): Promise<{ dir: string; controllers: Set<string> } | undefined> {
-  for (const dir of [cgroupRoot, join(cgroupRoot, 'unified')]) {
-    try {
-      const text = await readText(join(dir, 'cgroup.controllers'));
-      return { dir, controllers: new Set(text.trim().split(/\s+/)) };
-    } catch {
-      // Not a cgroup2 mount: try the next place.
-    }
-  }
-  return undefined;
-}
-
-async function v1Dir(cgroupRoot: string, membership: Membership, controller: string, file: string): Promise<{ mount: string; dir: string } | undefined> {
-  const entry = membership.v1.get(controller);
-  if (entry === undefined) return undefined;
-  for (const mount of new Set([join(cgroupRoot, entry.mount), join(cgroupRoot, controller)])) {
-    const dir = await locate(mount, entry.path, file);
-    if (dir !== undefined) return { mount, dir };
-  }
-  return undefined;
-}
-
-/**
- * Finds where this process's memory and CPU are accounted: cgroup v2 when
- * the unified hierarchy has the controller, else cgroup v1, else nothing
- * (the host is read instead).
- */
-export async function discoverCgroups(cgroupRoot: string, membership: Membership): Promise<CgroupLayout> {
-  let memory: MemoryGroup | undefined;
-  let cpu: CpuGroup | undefined;
-  const unified = membership.v2 === undefined ? undefined : await v2Mount(cgroupRoot);
-  if (unified !== undefined && membership.v2 !== undefined) {
-    if (unified.controllers.has('memory')) {
-      const dir = await locate(unified.dir, membership.v2, 'memory.current');
-      if (dir !== undefined) memory = { version: 'cgroup-v2', dirs: ancestry(unified.dir, dir) };
-    }
-    if (unified.controllers.has('cpu')) {
-      const dir = await locate(unified.dir, membership.v2, 'cpu.stat');
-      if (dir !== undefined) cpu = { version: 'cgroup-v2', usageFile: join(dir, 'cpu.stat'), quotaDirs: ancestry(unified.dir, dir) };
-    }
-  }
-  if (memory === undefined) {
-    const found = await v1Dir(cgroupRoot, membership, 'memory', 'memory.usage_in_bytes');
-    if (found !== undefined) memory = { version: 'cgroup-v1', dirs: ancestry(found.mount, found.dir) };
-  }
-  if (cpu === undefined) {
-    const usage = await v1Dir(cgroupRoot, membership, 'cpuacct', 'cpuacct.usage');
-    const quota = await v1Dir(cgroupRoot, membership, 'cpu', 'cpu.cfs_quota_us');
-    if (usage !== undefined || quota !== undefined) {
-      cpu = {
-        version: 'cgroup-v1',
-        usageFile: usage === undefined ? undefined : join(usage.dir, 'cpuacct.usage'),
-        quotaDirs: quota === undefined ? [] : ancestry(quota.mount, quota.dir),
-      };
-    }
-  }
-  const pathOf = (version: CgroupVersion | undefined, controllers: readonly string[]): string | undefined =>
-    version === 'cgroup-v2' ? membership.v2 : version === 'cgroup-v1' ? controllers.map((c) => membership.v1.get(c)?.path).find((p) => p !== undefined) : undefined;
-  return { memory, cpu, path: pathOf(memory?.version, ['memory']) ?? pathOf(cpu?.version, ['cpuacct', 'cpu']) };
+  /** Every ancestor with a quota and a usage counter: a quota is shared by the whole subtree under it. */
+  readonly ancestors: readonly CpuAncestor[];
 }
 
 /** Reads a file as text; failures become {@link ResourceReadError} naming the file. */
@@ -248,7 +118,7 @@ export async function readCgroupMemory(group: MemoryGroup): Promise<CgroupMemory
     optional(join(group.dirs[0] as string, v2 ? 'memory.events' : 'memory.oom_control'), 'memory'),
     Promise.all(group.dirs.map(async (dir) => memoryLimit(await optional(join(dir, limitName), 'memory'), join(dir, limitName)))),
   ]);
-  const scopes: MemoryScope[] = [{ usedBytes: leaf.usedBytes, limitBytes: limits[0] }];
+  const scopes: CgroupMemoryLevel[] = [{ usedBytes: leaf.usedBytes, limitBytes: limits[0] }];
   const limited = group.dirs.slice(1).flatMap((dir, i) => (limits[i + 1] === undefined ? [] : [{ dir, limit: limits[i + 1] }]));
   const upper = await Promise.all(limited.map(async ({ dir, limit }) => ({ usedBytes: (await workingSet(dir, group.version)).usedBytes, limitBytes: limit })));
   scopes.push(...upper);
@@ -256,12 +126,16 @@ export async function readCgroupMemory(group: MemoryGroup): Promise<CgroupMemory
   return { scopes, oomKills: kills === undefined ? undefined : Number(kills) };
 }
 
-/** Reads the group's CPU time and the tightest quota on the way up. */
+/**
+ * Reads the group's CPU time, the quota of every level on the way up (the
+ * tightest is the group's), and the CPU time of each ancestor that has a
+ * quota: that quota is shared with the ancestor's other children.
+ */
 export async function readCgroupCpu(group: CpuGroup): Promise<CgroupCpu> {
-  const usage = async (): Promise<number | undefined> => {
-    const file = group.usageFile;
+  const usage = async (file: string | undefined, required = true): Promise<number | undefined> => {
     if (file === undefined) return undefined;
-    const content = await text(file, 'cpu');
+    const content = required ? await text(file, 'cpu') : await optional(file, 'cpu');
+    if (content === undefined) return undefined;
     if (group.version === 'cgroup-v1') return integer(content, file, 'cpu') / 1000;
     const usec = field(content, 'usage_usec');
     if (usec === undefined) throw new ResourceReadError('cpu', `No usage_usec in ${file}`, { path: file });
@@ -282,8 +156,16 @@ export async function readCgroupCpu(group: CpuGroup): Promise<CgroupCpu> {
     if (q === undefined || p === undefined || q.trim() === '-1') return undefined;
     return integer(q, qFile, 'cpu') / Math.max(1, integer(p, pFile, 'cpu'));
   };
-  const [usageMicros, quotas] = await Promise.all([usage(), Promise.all(group.quotaDirs.map(quota))]);
+  const [usageMicros, quotas] = await Promise.all([usage(group.usageFile), Promise.all(group.levels.map((level) => quota(level.dir)))]);
   let quotaCpus: number | undefined;
   for (const q of quotas) if (q !== undefined && q > 0 && (quotaCpus === undefined || q < quotaCpus)) quotaCpus = q;
-  return { usageMicros, quotaCpus };
+  // Only ancestors with a quota are read again (a second, rarely needed round): most groups have none.
+  const limited = group.levels.flatMap((level, i) => {
+    const q = quotas[i];
+    return i > 0 && q !== undefined && q > 0 && level.usageFile !== undefined ? [{ usageFile: level.usageFile, quotaCpus: q }] : [];
+  });
+  // An ancestor without a usage counter (it should have one) is left out rather than failing the reading.
+  const read = await Promise.all(limited.map(async (a) => ({ ...a, usageMicros: await usage(a.usageFile, false) })));
+  const ancestors = read.flatMap((a) => (a.usageMicros === undefined ? [] : [{ ...a, usageMicros: a.usageMicros }]));
+  return { usageMicros, quotaCpus, ancestors };
 }

@@ -4,52 +4,42 @@
  * adaptive limit together, and owns the lifecycle.
  */
 import { availableParallelism } from 'node:os';
-import { IllegalStateError, InvalidArgumentError, OutpostError, ResourceReadError } from '../errors.js';
-import { MAX_TIMER_MS } from '../internal/validate.js';
+import { CloseTimeoutError, IllegalStateError, InvalidArgumentError, OutpostError, ResourceReadError } from '../errors.js';
 import { Adaptive } from './adaptive.js';
 import { Admission, type Slot } from './admission.js';
-import { ResourceEmitter, type ResourceControllerEvents, type ResourceMetrics, type ResourceStatus } from './events.js';
+import { describeValue, memoryOf, priorityOf, timeoutOf, type AcquireOptions, type RunOptions, type TryAcquireOptions } from './call-options.js';
+import { isolated, ResourceEmitter, type ResourceControllerEvents, type ResourceMetrics, type ResourceStatus } from './events.js';
 import { MAX_JOBS_LIMIT, resolveResourceControllerOptions, type ResolvedResourceControllerOptions, type ResourceControllerOptions } from './options.js';
-import { runInSlot } from './run.js';
+import type { ResourceSource, SourceInfo } from './reading.js';
+import { runInSlot, type RunningJob } from './run.js';
 import { Sampler, type Sample } from './sampler.js';
-import { SystemSource, type ResourceSource, type SourceInfo } from './source.js';
-import { Throttle } from './throttle.js';
+import { checkDataDir } from './disk.js';
+import { SystemSource } from './source.js';
+import { thresholdsOf, Throttle } from './throttle.js';
 
 /** Lifecycle state of a {@link ResourceController}. */
 export type ResourceControllerState = 'idle' | 'running' | 'closing' | 'closed';
 
-/** Options of {@link ResourceController.tryAcquire}. */
-export interface TryAcquireOptions {
-  /** Priority recorded on the slot (an integer; higher is served first by `acquire()`). @default 0 */
-  readonly priority?: number | undefined;
-  /** Memory the job will use, in bytes: it is admitted only if the projected memory stays under `memoryThreshold`. @default 0 (not checked) */
-  readonly memoryBytes?: number | undefined;
-}
+const CUSTOM_SOURCE: SourceInfo = Object.freeze({ cpu: 'custom', memory: 'custom', cpuCgroupPath: undefined, memoryCgroupPath: undefined, dataDir: undefined });
 
-/** Options of {@link ResourceController.acquire}. */
-export interface AcquireOptions extends TryAcquireOptions {
-  /** Stops waiting: the call rejects with `signal.reason`. */
-  readonly signal?: AbortSignal | undefined;
-}
-
-/** Options of {@link ResourceController.run}. */
-export interface RunOptions extends AcquireOptions {
-  /** Aborts the job's signal this long after it started (not counting the wait for a slot), in ms; `run()` then rejects with {@link JobTimeoutError}. @default none */
-  readonly timeoutMs?: number | undefined;
-}
-
-const CUSTOM_SOURCE: SourceInfo = Object.freeze({ cpu: 'custom', memory: 'custom', cgroupPath: undefined, dataDir: undefined });
-
-function describeValue(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : `${String(value)} (${typeof value})`;
+/** Whether `promise` settles within `ms` (a timer that holds the process: the caller is waiting on it). */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = promise.then(
+    () => true,
+    () => true,
+  );
+  const done = await Promise.race([settled, new Promise<boolean>((resolve) => (timer = setTimeout(resolve, Math.max(0, ms), false)))]);
+  clearTimeout(timer);
+  return done;
 }
 
 /**
  * Admits jobs only while CPU, memory and disk allow. It samples what the
- * kernel enforces on the process (cgroup v2 or v1 limits, else the host) on
- * an unref'd timer; when a signal goes over its threshold it admits only
- * `minConcurrentJobs` until every signal has stayed calm for `cooldownMs`.
- * `tryAcquire()` and `release()` only touch counters.
+ * kernel enforces on the process (its cgroup v2 or v1 limits, else the
+ * host's) on an unref'd timer; when a signal goes over its threshold it
+ * admits only `minConcurrentJobs` until every signal has stayed calm for
+ * `cooldownMs`. `tryAcquire()` and `release()` only touch counters.
  *
  * @example
  * ```ts
@@ -66,8 +56,7 @@ export class ResourceController {
   readonly #throttle: Throttle;
   readonly #admission: Admission;
   readonly #adaptive: Adaptive;
-  readonly #closeAbort = new AbortController();
-  readonly #runs = new Set<Promise<unknown>>();
+  readonly #jobs = new Set<RunningJob>();
   #state: ResourceControllerState = 'idle';
   #source: ResourceSource | undefined;
   #sampler: Sampler | undefined;
@@ -84,9 +73,10 @@ export class ResourceController {
     const max = o.maxConcurrentJobs ?? Math.max(o.minConcurrentJobs, availableParallelism());
     this.#throttle = new Throttle(o);
     this.#admission = new Admission(max, o.minConcurrentJobs, o.memoryThreshold);
-    this.#adaptive = new Adaptive({ cpu: o.cpuThreshold, memory: o.memoryThreshold, disk: o.diskThreshold }, o.resumeMargin, Math.max(1, o.minConcurrentJobs), max);
-    if (o.onThrottled !== undefined) this.on('throttled', o.onThrottled);
-    if (o.onResumed !== undefined) this.on('resumed', o.onResumed);
+    this.#adaptive = new Adaptive(thresholdsOf(o), o.resumeMargin, Math.max(1, o.minConcurrentJobs), max);
+    // The callbacks run first: one that throws must not keep the listeners added with on() from running.
+    if (o.onThrottled !== undefined) this.on('throttled', isolated('throttled', o.onThrottled));
+    if (o.onResumed !== undefined) this.on('resumed', isolated('resumed', o.onResumed));
   }
 
   /** `'idle'` before `start()`, `'running'`, `'closing'`, `'closed'`. */
@@ -95,31 +85,42 @@ export class ResourceController {
   }
 
   /**
-   * Takes the first sample (a baseline: CPU is a rate, and this sample is
-   * not used for decisions), sets `maxConcurrentJobs` to the effective CPUs
-   * when it was not given, and starts sampling every `sampleIntervalMs`.
-   * Idempotent while running.
-   * @throws {@link IllegalStateError} after `close()`
+   * Checks that `dataDir` exists, takes the first sample, sets
+   * `maxConcurrentJobs` to the effective CPUs when it was not given, and
+   * starts sampling every `sampleIntervalMs`. The first sample decides on
+   * memory, disk and OOM kills; CPU, a rate, is decided from the second
+   * sample on. Until the first sample is in, only `minConcurrentJobs` jobs
+   * are admitted (`acquire()` calls wait). Idempotent while running.
+   * @throws (rejects) {@link IllegalStateError} after `close()`; {@link InvalidOptionError} when `dataDir` is not an existing directory (the controller is `idle` again)
    */
   start(): Promise<void> {
     if (this.#state === 'running') return this.#starting ?? Promise.resolve();
     if (this.#state !== 'idle') return Promise.reject(new IllegalStateError('start', this.#state));
     this.#state = 'running';
-    this.#starting = this.#start();
+    // Limits are unknown until the first sample: hold admission to the slots that are always available.
+    this.#admission.throttled = true;
+    this.#starting = this.#start().catch((err: unknown) => {
+      if (this.#state === 'running') this.#state = 'idle';
+      this.#starting = undefined;
+      throw err;
+    });
     return this.#starting;
   }
 
   async #start(): Promise<void> {
     const o = this.options;
-    this.#source = o.source ?? new SystemSource({ cgroupRoot: o.cgroupRoot, procRoot: o.procRoot, dataDir: o.dataDir });
-    this.#sampler = new Sampler(this.#source, o.historySize, (sample) => this.#apply(sample), (err) => this.#loopFailed(err));
-    const first = await this.#sampler.sample();
+    if (o.source === undefined && o.dataDir !== undefined) await checkDataDir(o.dataDir);
     if (this.#state !== 'running') return;
-    if (!this.#ceilingSet && first.effectiveCpus !== undefined) {
-      const max = Math.min(MAX_JOBS_LIMIT, Math.max(o.minConcurrentJobs, 1, Math.floor(first.effectiveCpus)));
-      this.#admission.max = max;
-      this.#adaptive.reset(max);
-    }
+    this.#source = o.source ?? new SystemSource({ cgroupRoot: o.cgroupRoot, procRoot: o.procRoot, dataDir: o.dataDir });
+    this.#sampler = new Sampler(
+      this.#source,
+      o.historySize,
+      (sample) => this.#apply(sample),
+      (err) => this.#loopFailed(err),
+      () => this.#admission.readStarted(),
+    );
+    await this.#sampler.sample();
+    if (this.#state !== 'running') return;
     this.#sampler.start(o.sampleIntervalMs);
   }
 
@@ -145,7 +146,7 @@ export class ResourceController {
    * A slot now, or `undefined` (counted in `rejectedJobs`) when at the limit,
    * throttled, when declared memory does not fit, or when `acquire()` calls
    * are waiting (it never jumps ahead of them). No syscall, no clock read.
-   * @throws {@link IllegalStateError} unless running; {@link InvalidArgumentError} for a bad option
+   * @throws {@link IllegalStateError} unless running; {@link InvalidArgumentError} for a bad option; {@link JobTooLargeError} when `memoryBytes` can never fit
    */
   tryAcquire(options?: TryAcquireOptions): Slot | undefined {
     if (this.#state !== 'running') throw new IllegalStateError('acquire a slot', this.#state);
@@ -157,7 +158,7 @@ export class ResourceController {
    * A slot, waiting for one if needed: by priority (higher first), first
    * come first served within a priority. Woken by a release, a resume, a
    * resize or a memory reading — never by polling.
-   * @throws (rejects) `signal.reason` when aborted; {@link IllegalStateError} unless running or when closed while waiting
+   * @throws (rejects) `signal.reason` when aborted; {@link IllegalStateError} unless running or when closed while waiting; {@link JobTooLargeError} when `memoryBytes` can never fit (at once, or when a sample shows a smaller limit)
    */
   acquire(options: AcquireOptions = {}): Promise<Slot> {
     try {
@@ -175,20 +176,21 @@ export class ResourceController {
    * at once; the slot stays held until `fn` really settles (a job that
    * ignores its signal still uses the host). Aborting `options.signal` or
    * `close()` aborts the job the same way.
-   * @throws (rejects) what `fn` throws, {@link JobTimeoutError}, `signal.reason`, {@link IllegalStateError}
+   * @throws (rejects) what `fn` throws, {@link JobTimeoutError}, `signal.reason`, {@link IllegalStateError}, {@link JobTooLargeError}
    */
   async run<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options: RunOptions = {}): Promise<Awaited<T>> {
     if (typeof fn !== 'function') throw new InvalidArgumentError(`Expected \`fn\` to be a function, got ${describeValue(fn)}`);
-    const timeoutMs = options.timeoutMs;
-    if (timeoutMs !== undefined && (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > MAX_TIMER_MS)) {
-      throw new InvalidArgumentError(`Expected \`timeoutMs\` to be an integer from 1 to ${MAX_TIMER_MS}, got ${describeValue(timeoutMs)}`);
-    }
+    const timeoutMs = timeoutOf(options.timeoutMs);
     const slot = await this.acquire(options);
+    if (this.#state !== 'running') {
+      slot.release();
+      throw new IllegalStateError('run a job', this.#state);
+    }
     return runInSlot(slot, fn, {
-      signals: options.signal === undefined ? [this.#closeAbort.signal] : [options.signal, this.#closeAbort.signal],
+      signal: options.signal,
       timeoutMs,
       onTimeout: (error) => this.#emitter.emit('job-timeout', { timeoutMs: error.timeoutMs, priority: slot.priority, memoryBytes: slot.memoryBytes, error }),
-      track: this.#runs,
+      jobs: this.#jobs,
     });
   }
 
@@ -235,6 +237,7 @@ export class ResourceController {
       maxJobs: a.max,
       minJobs: a.min,
       reservedMemoryBytes: a.reservedBytes,
+      memoryBudgetBytes: a.budgetBytes,
       metrics: this.#sampler?.latest(),
       source: this.#source === undefined ? undefined : (this.#source.describe?.() ?? CUSTOM_SOURCE),
     };
@@ -259,8 +262,11 @@ export class ResourceController {
   /**
    * Stops sampling (waiting for a sample in flight), rejects waiting
    * `acquire()` calls with {@link IllegalStateError}, aborts jobs started
-   * with `run()` and waits for them to settle. Slots held outside `run()`
-   * may still be released. Idempotent; leaves no timer behind.
+   * with `run()` and waits for them to settle — all within
+   * `closeTimeoutMs`. What is still running then is left behind: `close()`
+   * resolves and emits {@link CloseTimeoutError} as an `error` event. Slots
+   * held outside `run()` may still be released. Idempotent; leaves no timer
+   * behind.
    */
   close(): Promise<void> {
     if (this.#state === 'closed') return Promise.resolve();
@@ -275,33 +281,41 @@ export class ResourceController {
 
   async #close(): Promise<void> {
     this.#state = 'closing';
-    await this.#starting?.catch(() => undefined);
-    await this.#sampler?.stop();
+    const grace = this.options.closeTimeoutMs;
+    const deadline = performance.now() + grace;
+    const left = (): number => deadline - performance.now();
+    const started = this.#starting === undefined || (await within(this.#starting, left()));
+    const sampled = started && ((await this.#sampler?.stop(left())) ?? true);
     this.#admission.rejectAll(new IllegalStateError('acquire a slot', 'closing'));
-    this.#closeAbort.abort(new IllegalStateError('run a job', 'closing'));
-    await Promise.allSettled([...this.#runs]);
+    const reason = new IllegalStateError('run a job', 'closing');
+    for (const job of this.#jobs) job.abort(reason);
+    const jobs = [...this.#jobs];
+    const settled = jobs.length === 0 || (await within(Promise.all(jobs.map((j) => j.settled)), left()));
     this.#state = 'closed';
+    if (!settled || !sampled) this.#emitter.error(new CloseTimeoutError(grace, jobs.filter((j) => this.#jobs.has(j)).length, !sampled));
   }
 
   #apply({ metrics, errors }: Sample): void {
+    // A read that outlived close() (see closeTimeoutMs) changes nothing.
+    if (this.#state === 'closed') return;
     const admission = this.#admission;
-    admission.setBudget({ fraction: metrics.memory, limitBytes: metrics.memoryLimitBytes });
-    let decision: ReturnType<Throttle['update']> | undefined;
-    if (++this.#samples === 1) {
-      // The first sample is a baseline: CPU and event-loop figures need a previous one.
-      this.#throttle.baseline(metrics);
-      admission.takePeak();
-    } else {
-      decision = this.#throttle.update(metrics, performance.now(), new Set(errors.map((e) => e.target)));
-      this.#adaptive.update(metrics, { breach: decision.breach, peakActive: admission.takePeak() });
-      if (this.options.autoAdapt) admission.max = this.#adaptive.recommend();
-      admission.throttled = this.#throttle.throttled;
+    admission.setMemory(metrics.memoryScopes);
+    // The first sample decides on everything but CPU: a rate needs a previous sample.
+    const first = ++this.#samples === 1;
+    if (first && !this.#ceilingSet && metrics.effectiveCpus !== undefined) {
+      // Before anyone waiting is let in: the default limit is the effective CPUs.
+      const max = Math.min(MAX_JOBS_LIMIT, Math.max(this.options.minConcurrentJobs, 1, Math.floor(metrics.effectiveCpus)));
+      admission.max = max;
+      this.#adaptive.reset(max);
     }
+    const decision = this.#throttle.update(metrics, performance.now(), new Set(errors.map((e) => e.target)), first);
+    this.#adaptive.update(metrics, { breach: decision.breach, peakActive: admission.takePeak() }, first);
+    if (this.options.autoAdapt) admission.max = this.#adaptive.recommend();
+    admission.throttled = this.#throttle.throttled;
     admission.dispatch();
     const emitter = this.#emitter;
     emitter.emit('sample', metrics);
     if (errors.length > 0) emitter.emit('sample-failed', { errors, metrics });
-    if (decision === undefined) return;
     for (const warning of decision.warnings) emitter.emit('warning', warning);
     if (decision.throttled !== undefined) emitter.emit('throttled', decision.throttled);
     if (decision.resumed !== undefined) emitter.emit('resumed', decision.resumed);
@@ -311,19 +325,4 @@ export class ResourceController {
     if (this.#state !== 'running') return;
     this.#emitter.error(err instanceof OutpostError ? err : new ResourceReadError('source', 'Sampling failed', { cause: err }));
   }
-}
-
-function priorityOf(options: TryAcquireOptions): number {
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`Expected the options to be an object, got ${describeValue(options)}`);
-  const p = options.priority;
-  if (p === undefined) return 0;
-  if (typeof p !== 'number' || !Number.isSafeInteger(p)) throw new InvalidArgumentError(`Expected \`priority\` to be an integer, got ${describeValue(p)}`);
-  return p;
-}
-
-function memoryOf(options: TryAcquireOptions): number {
-  const m = options.memoryBytes;
-  if (m === undefined) return 0;
-  if (typeof m !== 'number' || !Number.isSafeInteger(m) || m < 0) throw new InvalidArgumentError(`Expected \`memoryBytes\` to be a non-negative integer, got ${describeValue(m)}`);
-  return m;
 }

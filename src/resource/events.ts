@@ -2,12 +2,12 @@
  * The resource controller's typed events and the shapes `status()` and
  * `history()` return.
  */
-import type { JobTimeoutError, OutpostError, ResourceReadError } from '../errors.js';
+import { ListenerError, type CloseTimeoutError, type JobTimeoutError, type OutpostError, type ResourceReadError } from '../errors.js';
 import { SafeEmitter } from '../internal/safe-emitter.js';
-import type { SourceInfo } from './source.js';
+import type { MemoryScope, SourceInfo } from './reading.js';
 
-/** A signal with a threshold. */
-export type ResourceSignal = 'cpu' | 'memory' | 'disk';
+/** A signal with a threshold: `hostCpu` and `hostMemory` only when their opt-in thresholds are set. */
+export type ResourceSignal = 'cpu' | 'memory' | 'disk' | 'hostCpu' | 'hostMemory';
 
 /** Why admission is throttled: a signal over its threshold, or a rise of the cgroup's OOM-kill count. */
 export type ThrottleReason = ResourceSignal | 'oom';
@@ -16,24 +16,26 @@ export type ThrottleReason = ResourceSignal | 'oom';
 export interface ResourceMetrics {
   /** When the sample was taken, ms since the epoch. */
   readonly at: number;
-  /** CPU in use as a fraction of what the process may use: the larger of `cgroupCpu` and `hostCpu`. Unknown in the first sample (CPU is a rate). */
+  /** CPU in use as a fraction of what the process may use: `cgroupCpu` when the process is in a cgroup (see `status().source.cpu`), else `hostCpu`. Unknown in the first sample (CPU is a rate). */
   readonly cpu: number | undefined;
-  /** The group's CPU time ÷ (wall time × effective CPUs) over the last interval. */
+  /** The group's CPU time ÷ (wall time × effective CPUs) over the last interval, or, where larger, a limited ancestor's CPU time ÷ its quota. */
   readonly cgroupCpu: number | undefined;
-  /** Busy fraction of the CPUs the process may run on, every process counted, over the last interval. */
+  /** Busy fraction of the CPUs the process may run on, every process counted, over the last interval (reported; throttles only with `hostCpuThreshold`). */
   readonly hostCpu: number | undefined;
   /** CPUs the process can use: min(cgroup quota ÷ period, CPUs it may run on). */
   readonly effectiveCpus: number | undefined;
-  /** Memory in use: the larger of `cgroupMemory` and `hostMemory`. Page cache does not count. */
+  /** Memory in use: `cgroupMemory` when the process is in a cgroup (see `status().source.memory`), else `hostMemory`. Page cache does not count. */
   readonly memory: number | undefined;
   /** Working set (usage − inactive file cache) ÷ min(cgroup limit, MemTotal); the largest over the group and its limited ancestors. */
   readonly cgroupMemory: number | undefined;
-  /** 1 − MemAvailable ÷ MemTotal. */
+  /** 1 − MemAvailable ÷ MemTotal (reported; throttles only with `hostMemoryThreshold`). */
   readonly hostMemory: number | undefined;
-  /** Bytes in use behind `memory`. */
+  /** Bytes in use behind `memory` (at its fullest level). */
   readonly memoryUsedBytes: number | undefined;
   /** The limit behind `memory`, in bytes. */
   readonly memoryLimitBytes: number | undefined;
+  /** Every level `memory` is measured on (the group and each limited ancestor, or the host), with its working set and limit: declared memory must fit in each. */
+  readonly memoryScopes: readonly MemoryScope[] | undefined;
   /** OOM kills the cgroup has counted. */
   readonly oomKills: number | undefined;
   /** Used fraction of the filesystem holding `dataDir`. */
@@ -50,7 +52,7 @@ export interface ResourceMetrics {
 export interface ResourceStatus {
   /** Whether admission is limited to `minConcurrentJobs`. */
   readonly throttled: boolean;
-  /** The first reason of the latest breach while throttled (`oom`, `memory`, `disk`, `cpu`, in that order); `undefined` when not throttled. */
+  /** The first reason of the latest breach while throttled (`oom`, `memory`, `hostMemory`, `disk`, `cpu`, `hostCpu`, in that order); `undefined` when not throttled. */
   readonly reason: ThrottleReason | undefined;
   /** Every reason of the latest breach while throttled. */
   readonly reasons: readonly ThrottleReason[];
@@ -66,6 +68,8 @@ export interface ResourceStatus {
   readonly minJobs: number;
   /** Bytes declared by the jobs holding slots (`memoryBytes`). */
   readonly reservedMemoryBytes: number;
+  /** The most memory declared jobs may hold at once: `memoryThreshold` × the tightest known limit, in bytes; `undefined` until a limit is known. A job declaring more is refused with `JobTooLargeError`. */
+  readonly memoryBudgetBytes: number | undefined;
   /** The latest sample; `undefined` before `start()`. */
   readonly metrics: ResourceMetrics | undefined;
   /** Which readers are in use; `undefined` before `start()`. */
@@ -74,7 +78,7 @@ export interface ResourceStatus {
 
 /** Admission was throttled (`throttled`). */
 export interface ThrottledEvent {
-  /** The first reason (`oom`, `memory`, `disk`, `cpu`, in that order). */
+  /** The first reason (`oom`, `memory`, `hostMemory`, `disk`, `cpu`, `hostCpu`, in that order). */
   readonly reason: ThrottleReason;
   /** Every signal over its threshold, and `oom` when the OOM-kill count rose. */
   readonly reasons: readonly ThrottleReason[];
@@ -140,7 +144,7 @@ export interface ResourceControllerEvents {
   'sample-failed': [event: SampleFailedEvent];
   /** A `run()` job timed out. */
   'job-timeout': [event: JobTimeoutEvent];
-  /** A background failure the host must see (an unexpected error in the sampling loop); sampling goes on. */
+  /** A failure the host must see: an unexpected error in the sampling loop (sampling goes on), or a `close()` that gave up waiting ({@link CloseTimeoutError}). */
   error: [error: OutpostError];
 }
 
@@ -149,4 +153,19 @@ export class ResourceEmitter extends SafeEmitter<ResourceControllerEvents> {
   constructor() {
     super('resource');
   }
+}
+
+/**
+ * A callback option (`onThrottled`, `onResumed`) as a listener that reports
+ * its own throw as a process warning ({@link ListenerError}): the listeners
+ * added after it with `on()` still run.
+ */
+export function isolated<A extends unknown[]>(event: string, fn: (...args: A) => void): (...args: A) => void {
+  return (...args) => {
+    try {
+      fn(...args);
+    } catch (err) {
+      process.emitWarning(new ListenerError(`resource '${event}'`, err));
+    }
+  };
 }

@@ -4,7 +4,8 @@
  * not used for the periodic samples.
  */
 import si from 'systeminformation';
-import { SystemSource, type SourceInfo, type SystemSourceOptions } from './source.js';
+import type { SourceInfo } from './reading.js';
+import { SystemSource, type SystemSourceOptions } from './source.js';
 
 /** The machine the process runs on, and what it may use of it. */
 export interface HostDescription {
@@ -28,7 +29,7 @@ export interface HostDescription {
   readonly memoryTotalBytes: number;
   /** CPUs this process can use: min(cgroup quota, CPUs it may run on). */
   readonly effectiveCpus: number | undefined;
-  /** The memory limit that applies to it (cgroup limit or MemTotal), in bytes. */
+  /** The tightest memory limit that applies to it (its cgroup's, an ancestor's, or MemTotal), in bytes. */
   readonly memoryLimitBytes: number | undefined;
   /** Which readers the resource controller would use here. */
   readonly source: SourceInfo | undefined;
@@ -59,7 +60,7 @@ export async function describeHost(options: SystemSourceOptions = {}): Promise<H
     logicalCpus: cpu.cores,
     memoryTotalBytes: mem.total,
     effectiveCpus: reading.effectiveCpus,
-    memoryLimitBytes: reading.memoryLimitBytes,
+    memoryLimitBytes: reading.memoryScopes === undefined ? reading.memoryLimitBytes : Math.min(...reading.memoryScopes.map((s) => s.limitBytes)),
     source: source.describe(),
   };
 }

@@ -1,20 +1,24 @@
 /**
  * Options of the {@link ResourceController}: declared, defaulted and validated here, once.
  */
-import { InvalidOptionError } from '../errors.js';
+import { InvalidOptionError, type CloseTimeoutError } from '../errors.js';
 import * as v from '../internal/validate.js';
 import type { ResumedEvent, ThrottledEvent } from './events.js';
-import type { ResourceSource } from './source.js';
+import type { ResourceSource } from './reading.js';
 
 /**
  * Options of {@link ResourceController}. Thresholds are fractions from 0 to 1
  * (0.85, never 85). A threshold of 1 turns its signal off (nothing is over 100 %).
  */
 export interface ResourceControllerOptions {
-  /** Throttle when CPU use is over this fraction of the CPUs the process may use (container quota, affinity, and the host's busy time on those CPUs). @default 0.85 */
+  /** Throttle when CPU use is over this fraction of the CPUs the process may use: its cgroup's usage against min(quota, CPUs it may run on), or, outside a cgroup, the host's busy time on those CPUs. @default 0.85 */
   readonly cpuThreshold?: number;
-  /** Throttle when memory use (working set, page cache excluded) is over this fraction of min(cgroup limit, MemTotal), or the host's is. @default 0.85 */
+  /** Throttle when memory use (working set, page cache excluded) is over this fraction of min(cgroup limit, MemTotal) — at the group or any ancestor with a limit — or, outside a cgroup, the host's. Jobs that declare `memoryBytes` must fit under it. @default 0.85 */
   readonly memoryThreshold?: number;
+  /** Opt-in: also throttle when the host's CPUs this process may run on are busier than this fraction, every process counted (a guest that yields to its neighbours). @default 1 (off) */
+  readonly hostCpuThreshold?: number;
+  /** Opt-in: also throttle when the host's memory (1 − MemAvailable ÷ MemTotal) is over this fraction, whatever the cgroup's own use. @default 1 (off) */
+  readonly hostMemoryThreshold?: number;
   /** Throttle when the filesystem holding `dataDir` is fuller than this fraction. Needs `dataDir`. @default 0.9 */
   readonly diskThreshold?: number;
   /** A `warning` event fires when a signal reaches `warningFactor × threshold`. @default 0.8 */
@@ -39,6 +43,8 @@ export interface ResourceControllerOptions {
   readonly cgroupRoot?: string;
   /** Where procfs is mounted; point it at a fake tree in tests. @default '/proc' */
   readonly procRoot?: string;
+  /** How long `close()` waits, in all, for a sample in flight and for `run()` jobs to settle after they were aborted; then it resolves and reports what it left behind as an `error` event ({@link CloseTimeoutError}). In ms; 0 waits for nothing. @default 10000 (10 s) */
+  readonly closeTimeoutMs?: number;
   /** Readings from elsewhere instead of the built-in {@link SystemSource} (then `cgroupRoot`, `procRoot` and `dataDir` do not apply). */
   readonly source?: ResourceSource;
   /** Sugar for `on('throttled', ...)`. */
@@ -55,6 +61,10 @@ export const resourceControllerDefaults = Object.freeze({
   memoryThreshold: 0.85,
   /** Disk fraction that throttles. */
   diskThreshold: 0.9,
+  /** Host CPU fraction that throttles (1: off). */
+  hostCpuThreshold: 1,
+  /** Host memory fraction that throttles (1: off). */
+  hostMemoryThreshold: 1,
   /** Warning level, as a fraction of each threshold. */
   warningFactor: 0.8,
   /** Jobs always admitted. */
@@ -69,6 +79,8 @@ export const resourceControllerDefaults = Object.freeze({
   historySize: 120,
   /** Resize from load after every sample. */
   autoAdapt: false,
+  /** Longest wait of `close()`, in ms. */
+  closeTimeoutMs: 10_000,
   /** cgroup mount point. */
   cgroupRoot: '/sys/fs/cgroup',
   /** procfs mount point. */
@@ -95,8 +107,23 @@ export const MAX_JOBS_LIMIT = 100_000;
 
 const KEYS = [...Object.keys(resourceControllerDefaults), 'maxConcurrentJobs', 'dataDir', 'source', 'onThrottled', 'onResumed'];
 
+/** Thresholds that throttle, each with its option name. */
+const SIGNAL_THRESHOLDS = ['cpuThreshold', 'memoryThreshold', 'diskThreshold', 'hostCpuThreshold', 'hostMemoryThreshold'] as const;
+
+/**
+ * A fraction from 0 to 1. A value that reads as a percentage (over 1, at most
+ * 100, and a whole number or at least 2: 85, 90, 2.5 — not 1.5) gets a hint.
+ */
+function fraction(name: string, value: unknown): number {
+  if (typeof value !== 'number' || Number.isNaN(value) || value < 0 || value > 1) {
+    const percentage = typeof value === 'number' && value > 1 && value <= 100 && (value >= 2 || Number.isInteger(value));
+    v.fail(name, 'a fraction from 0 to 1', value, percentage ? `Fractions are 0–1: did you mean ${value / 100}?` : '');
+  }
+  return value;
+}
+
 function threshold(name: string, value: unknown): number {
-  v.fraction(name, value);
+  fraction(name, value);
   if (value === 0) v.fail(name, 'a fraction above 0 and at most 1', value);
   return value as number;
 }
@@ -111,12 +138,10 @@ export function resolveResourceControllerOptions(options: ResourceControllerOpti
   const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as ResourceControllerOptions;
   const o = { ...resourceControllerDefaults, ...defined };
 
-  threshold('cpuThreshold', o.cpuThreshold);
-  threshold('memoryThreshold', o.memoryThreshold);
-  threshold('diskThreshold', o.diskThreshold);
+  for (const name of SIGNAL_THRESHOLDS) threshold(name, o[name]);
   threshold('warningFactor', o.warningFactor);
-  v.fraction('resumeMargin', o.resumeMargin);
-  for (const name of ['cpuThreshold', 'memoryThreshold', 'diskThreshold'] as const) {
+  fraction('resumeMargin', o.resumeMargin);
+  for (const name of SIGNAL_THRESHOLDS) {
     if (o[name] < 1 && o.resumeMargin >= o[name]) {
       throw new InvalidOptionError(`Expected \`resumeMargin\` (${o.resumeMargin}) to be below \`${name}\` (${o[name]}): a signal must be able to fall to threshold − margin to resume`);
     }
@@ -130,6 +155,7 @@ export function resolveResourceControllerOptions(options: ResourceControllerOpti
   v.timerMs('sampleIntervalMs', o.sampleIntervalMs, 10);
   v.integer('historySize', o.historySize, 1, 1_000_000);
   v.boolean('autoAdapt', o.autoAdapt);
+  v.timerMs('closeTimeoutMs', o.closeTimeoutMs, 0);
   v.nonEmptyString('cgroupRoot', o.cgroupRoot);
   v.nonEmptyString('procRoot', o.procRoot);
   if (o.dataDir !== undefined) v.nonEmptyString('dataDir', o.dataDir);

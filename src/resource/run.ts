@@ -6,16 +6,27 @@
 import { JobTimeoutError } from '../errors.js';
 import type { Slot } from './admission.js';
 
+/** A job in flight, as the controller's `close()` sees it. */
+export interface RunningJob {
+  /** Aborts the job's signal with `reason`; `run()` rejects with it at once. */
+  abort(reason: unknown): void;
+  /** Settles when the job's function itself has settled (and its slot was released). */
+  readonly settled: Promise<void>;
+}
+
 /** How {@link runInSlot} runs a job. */
 export interface RunInSlot {
-  /** Signals that abort the job: the caller's, the controller's close. */
-  readonly signals: readonly AbortSignal[];
+  /** The caller's signal, if any: aborting it aborts the job. */
+  readonly signal: AbortSignal | undefined;
   /** Deadline after the job starts, in ms; none when undefined. */
   readonly timeoutMs: number | undefined;
   /** Called once when the deadline passes, before the job's signal is aborted. */
   readonly onTimeout: (error: JobTimeoutError) => void;
-  /** Jobs in flight: the job's settlement is added while it runs (for `close()` to wait on). */
-  readonly track: Set<Promise<unknown>>;
+  /**
+   * Jobs in flight: the job is added while it runs, for `close()` to abort and wait on
+   * (a set rather than a listener per job on a shared signal: no listener-count warning).
+   */
+  readonly jobs: Set<RunningJob>;
 }
 
 /**
@@ -26,7 +37,8 @@ export interface RunInSlot {
  */
 export function runInSlot<T>(slot: Slot, fn: (signal: AbortSignal) => T | PromiseLike<T>, options: RunInSlot): Promise<Awaited<T>> {
   const job = new AbortController();
-  const listeners: [AbortSignal, () => void][] = [];
+  const caller = options.signal;
+  let onCallerAbort: (() => void) | undefined;
   let timer: NodeJS.Timeout | undefined;
   let settled = false;
   return new Promise<Awaited<T>>((resolve, reject) => {
@@ -34,7 +46,7 @@ export function runInSlot<T>(slot: Slot, fn: (signal: AbortSignal) => T | Promis
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      for (const [s, l] of listeners) s.removeEventListener('abort', l);
+      if (onCallerAbort !== undefined) caller?.removeEventListener('abort', onCallerAbort);
       if (ok) resolve(value as Awaited<T>);
       else reject(value);
     };
@@ -42,14 +54,10 @@ export function runInSlot<T>(slot: Slot, fn: (signal: AbortSignal) => T | Promis
       job.abort(reason);
       settle(false, reason);
     };
-    for (const s of options.signals) {
-      if (s.aborted) {
-        abort(s.reason);
-        break;
-      }
-      const l = (): void => abort(s.reason);
-      s.addEventListener('abort', l, { once: true });
-      listeners.push([s, l]);
+    if (caller?.aborted === true) abort(caller.reason);
+    else if (caller !== undefined) {
+      onCallerAbort = () => abort(caller.reason);
+      caller.addEventListener('abort', onCallerAbort, { once: true });
     }
     const timeoutMs = options.timeoutMs;
     if (timeoutMs !== undefined && !settled) {
@@ -66,14 +74,16 @@ export function runInSlot<T>(slot: Slot, fn: (signal: AbortSignal) => T | Promis
     } catch (err) {
       running = Promise.reject(err);
     }
-    const tracked = running.then(
-      (value) => settle(true, value),
-      (err: unknown) => settle(false, err),
-    );
-    options.track.add(tracked);
-    void tracked.finally(() => {
-      slot.release();
-      options.track.delete(tracked);
-    });
+    const done = running
+      .then(
+        (value) => settle(true, value),
+        (err: unknown) => settle(false, err),
+      )
+      .finally(() => {
+        slot.release();
+        options.jobs.delete(entry);
+      });
+    const entry: RunningJob = { abort, settled: done };
+    options.jobs.add(entry);
   });
 }

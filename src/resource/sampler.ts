@@ -4,9 +4,9 @@
  * interval, keeps the last `historySize` samples, and hands each sample on.
  */
 import { performance as perf, type EventLoopUtilization } from 'node:perf_hooks';
-import { ResourceReadError } from '../errors.js';
+import { ResourceReadError, type ResourceReadTarget } from '../errors.js';
 import type { ResourceMetrics } from './events.js';
-import type { ResourceSource, SourceReading } from './source.js';
+import type { MemoryScope, ResourceSource, SourceReading } from './reading.js';
 
 /** A sample and what failed while taking it. */
 export interface Sample {
@@ -14,27 +14,93 @@ export interface Sample {
   readonly errors: readonly ResourceReadError[];
 }
 
-const num = (x: unknown): number | undefined => (typeof x === 'number' && Number.isFinite(x) && x >= 0 ? x : undefined);
+/** Fields that are fractions, each with the signal it belongs to. */
+const FRACTIONS = [
+  ['cpu', 'cpu'],
+  ['cgroupCpu', 'cpu'],
+  ['hostCpu', 'cpu'],
+  ['memory', 'memory'],
+  ['cgroupMemory', 'memory'],
+  ['hostMemory', 'memory'],
+  ['disk', 'disk'],
+] as const satisfies readonly (readonly [keyof SourceReading, ResourceReadTarget])[];
 
-/** Turns a reading (from any source, so checked field by field) into metrics. */
-function toMetrics(r: SourceReading, at: number, eventLoop: number | undefined): ResourceMetrics {
+/** Fields that are counts or amounts (non-negative, finite), each with its signal. */
+const AMOUNTS = [
+  ['effectiveCpus', 'cpu'],
+  ['memoryUsedBytes', 'memory'],
+  ['memoryLimitBytes', 'memory'],
+  ['oomKills', 'memory'],
+  ['diskUsedBytes', 'disk'],
+  ['diskTotalBytes', 'disk'],
+] as const satisfies readonly (readonly [keyof SourceReading, ResourceReadTarget])[];
+
+const amount = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x) && x >= 0;
+
+function describeValue(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value === 'object' && value !== null ? 'an object' : String(value);
+}
+
+/** `memoryScopes` as given (checked), or one level made of `memory` / `memoryUsedBytes` and `memoryLimitBytes`. */
+function scopesOf(r: SourceReading, memory: number | undefined, used: number | undefined, limit: number | undefined, errors: ResourceReadError[]): readonly MemoryScope[] | undefined {
+  const given: unknown = r.memoryScopes;
+  if (given === undefined) {
+    if (limit === undefined || limit <= 0) return undefined;
+    const usedBytes = memory !== undefined ? memory * limit : used;
+    return usedBytes === undefined ? undefined : [{ usedBytes, limitBytes: limit }];
+  }
+  if (Array.isArray(given) && given.length > 0 && given.every((x: unknown) => typeof x === 'object' && x !== null && amount((x as MemoryScope).usedBytes) && amount((x as MemoryScope).limitBytes) && (x as MemoryScope).limitBytes > 0)) {
+    return (given as readonly MemoryScope[]).map(({ usedBytes, limitBytes }) => ({ usedBytes, limitBytes }));
+  }
+  errors.push(new ResourceReadError('memory', 'The source reported `memoryScopes` that are not a non-empty list of { usedBytes, limitBytes > 0 }'));
+  return undefined;
+}
+
+/**
+ * Turns a reading (from any source, so checked field by field) into metrics.
+ * A field that is present but not a valid value — a fraction over 1, a
+ * negative or non-numeric figure — is left unknown and reported in `errors`.
+ */
+function toMetrics(r: SourceReading, at: number, eventLoop: number | undefined, errors: ResourceReadError[]): ResourceMetrics {
+  const values: Partial<Record<keyof SourceReading, number>> = {};
+  for (const [name, target] of FRACTIONS) {
+    const x: unknown = r[name];
+    if (x === undefined) continue;
+    if (amount(x) && x <= 1) values[name] = x;
+    else errors.push(new ResourceReadError(target, `The source reported \`${name}\` = ${describeValue(x)}, not a fraction from 0 to 1`));
+  }
+  for (const [name, target] of AMOUNTS) {
+    const x: unknown = r[name];
+    if (x === undefined) continue;
+    if (amount(x)) values[name] = x;
+    else errors.push(new ResourceReadError(target, `The source reported \`${name}\` = ${describeValue(x)}, not a non-negative number`));
+  }
   return {
     at,
-    cpu: num(r.cpu),
-    cgroupCpu: num(r.cgroupCpu),
-    hostCpu: num(r.hostCpu),
-    effectiveCpus: num(r.effectiveCpus),
-    memory: num(r.memory),
-    cgroupMemory: num(r.cgroupMemory),
-    hostMemory: num(r.hostMemory),
-    memoryUsedBytes: num(r.memoryUsedBytes),
-    memoryLimitBytes: num(r.memoryLimitBytes),
-    oomKills: num(r.oomKills),
-    disk: num(r.disk),
-    diskUsedBytes: num(r.diskUsedBytes),
-    diskTotalBytes: num(r.diskTotalBytes),
+    cpu: values.cpu,
+    cgroupCpu: values.cgroupCpu,
+    hostCpu: values.hostCpu,
+    effectiveCpus: values.effectiveCpus,
+    memory: values.memory,
+    cgroupMemory: values.cgroupMemory,
+    hostMemory: values.hostMemory,
+    memoryUsedBytes: values.memoryUsedBytes,
+    memoryLimitBytes: values.memoryLimitBytes,
+    memoryScopes: scopesOf(r, values.memory, values.memoryUsedBytes, values.memoryLimitBytes, errors),
+    oomKills: values.oomKills,
+    disk: values.disk,
+    diskUsedBytes: values.diskUsedBytes,
+    diskTotalBytes: values.diskTotalBytes,
     eventLoop,
   };
+}
+
+/** Every failure a reading lists, each as a {@link ResourceReadError} (a foreign error becomes the `cause` of one). */
+function failuresOf(r: SourceReading): ResourceReadError[] {
+  const listed: unknown = r.failures;
+  if (listed === undefined) return [];
+  if (!Array.isArray(listed)) return [new ResourceReadError('source', `The source reported \`failures\` that are not a list: ${describeValue(listed)}`)];
+  return listed.map((e: unknown) => (e instanceof ResourceReadError ? e : new ResourceReadError('source', 'The resource source reported a failure', { cause: e })));
 }
 
 /** Samples a source periodically and keeps a bounded history. */
@@ -42,6 +108,7 @@ export class Sampler {
   readonly #source: ResourceSource;
   readonly #onSample: (sample: Sample) => void;
   readonly #onError: (err: unknown) => void;
+  readonly #onReadStart: () => void;
   readonly #history: (ResourceMetrics | undefined)[];
   #next = 0;
   #count = 0;
@@ -56,12 +123,14 @@ export class Sampler {
    * @param historySize - samples kept
    * @param onSample - called with every sample, before `sample()` resolves
    * @param onError - called when the loop itself fails (never with a read failure: those are in the sample)
+   * @param onReadStart - called just before each read starts (what happens after it cannot be in the reading)
    */
-  constructor(source: ResourceSource, historySize: number, onSample: (sample: Sample) => void, onError: (err: unknown) => void) {
+  constructor(source: ResourceSource, historySize: number, onSample: (sample: Sample) => void, onError: (err: unknown) => void, onReadStart: () => void = () => undefined) {
     this.#source = source;
     this.#history = new Array<ResourceMetrics | undefined>(historySize);
     this.#onSample = onSample;
     this.#onError = onError;
+    this.#onReadStart = onReadStart;
   }
 
   /** Starts the periodic loop (the first sample is `intervalMs` away). */
@@ -71,12 +140,27 @@ export class Sampler {
     this.#schedule(intervalMs);
   }
 
-  /** Stops the loop and waits for a sample in flight. Leaves no timer behind. */
-  async stop(): Promise<void> {
+  /**
+   * Stops the loop and waits for a sample in flight, at most `timeoutMs`.
+   * Leaves no timer behind.
+   * @returns whether no read is left in flight
+   */
+  async stop(timeoutMs: number): Promise<boolean> {
     this.#running = false;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#inFlight?.catch(() => undefined);
+    const inFlight = this.#inFlight;
+    if (inFlight === undefined) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      inFlight.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeoutMs, false))),
+    ]);
+    clearTimeout(timer);
+    return done;
   }
 
   /** Takes a sample now; joins the one in flight if there is one. */
@@ -104,10 +188,11 @@ export class Sampler {
   async #take(): Promise<ResourceMetrics> {
     let reading: SourceReading;
     let errors: ResourceReadError[];
+    this.#onReadStart();
     try {
       reading = await this.#source.read();
       if (typeof reading !== 'object' || reading === null) throw new TypeError(`read() resolved with ${String(reading)}, not a reading`);
-      errors = Array.isArray(reading.failures) ? reading.failures.filter((e) => e instanceof ResourceReadError) : [];
+      errors = failuresOf(reading);
     } catch (err) {
       reading = {};
       errors = [new ResourceReadError('source', 'The resource source failed to read', { cause: err })];
@@ -115,7 +200,7 @@ export class Sampler {
     const elu = perf.eventLoopUtilization();
     const eventLoop = this.#elu === undefined ? undefined : perf.eventLoopUtilization(elu, this.#elu).utilization;
     this.#elu = elu;
-    const metrics = toMetrics(reading, Date.now(), eventLoop === undefined || Number.isNaN(eventLoop) ? undefined : eventLoop);
+    const metrics = toMetrics(reading, Date.now(), eventLoop === undefined || Number.isNaN(eventLoop) ? undefined : eventLoop, errors);
     this.#history[this.#next] = metrics;
     this.#next = (this.#next + 1) % this.#history.length;
     this.#count++;

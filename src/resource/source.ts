@@ -1,80 +1,21 @@
 /**
- * The `ResourceSource` seam and the built-in {@link SystemSource}: cgroup v2,
- * then cgroup v1, then the host (`/proc`), then portable readings; every read
- * asynchronous. Tests point `cgroupRoot` and `procRoot` at fake directories.
+ * The built-in {@link ResourceSource}, {@link SystemSource}: each signal from
+ * cgroup v2, else cgroup v1, else the host (`/proc`), else portable readings;
+ * every read asynchronous. Tests point `cgroupRoot` and `procRoot` at fake
+ * directories.
  */
 import { access } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { ResourceReadError, type ResourceReadTarget } from '../errors.js';
 import * as v from '../internal/validate.js';
-import { discoverCgroups, parseMembership, readCgroupCpu, readCgroupMemory, type CgroupCpu, type CgroupLayout, type CgroupMemory } from './cgroup.js';
+import { discoverCgroups, parseMembership, type CgroupLayout, type CpuGroup, type MemoryGroup } from './cgroup-discovery.js';
+import { readCgroupCpu, readCgroupMemory, type CgroupCpu, type CgroupMemory } from './cgroup.js';
 import { readDisk, type DiskUsage } from './disk.js';
 import { portableCpuTicks, portableMemory } from './portable.js';
 import { readText } from './read-text.js';
 import { parseAllowedCpus, parseMeminfo, parseProcStat, type CpuTicks, type HostMemory } from './proc.js';
-
-/** Where a signal is read from: a cgroup hierarchy, the host's `/proc`, portable APIs (no `/proc`), or a custom source. */
-export type SourceKind = 'cgroup-v2' | 'cgroup-v1' | 'host' | 'portable' | 'custom';
-
-/** Which readers a source uses, as `status().source` reports it. */
-export interface SourceInfo {
-  /** Where CPU usage and the CPU quota come from (the host's CPU time is read as well unless `portable`). */
-  readonly cpu: SourceKind;
-  /** Where memory usage and the limit come from (the host's available memory is read as well unless `portable`). */
-  readonly memory: SourceKind;
-  /** The process's cgroup path as the kernel names it, when a cgroup is used. */
-  readonly cgroupPath: string | undefined;
-  /** The directory whose filesystem is measured for `disk`, if any. */
-  readonly dataDir: string | undefined;
-}
-
-/**
- * One reading. Fractions are 0–1. A field left `undefined` is unknown: it
- * neither throttles nor counts toward resuming.
- */
-export interface SourceReading {
-  /** CPU in use, as a fraction of what this process may use: the larger of {@link cgroupCpu} and {@link hostCpu}. */
-  readonly cpu?: number | undefined;
-  /** The group's CPU time ÷ (wall time × effective CPUs) since the last reading. */
-  readonly cgroupCpu?: number | undefined;
-  /** Busy fraction of the CPUs this process may run on, host-wide (every process counts), since the last reading. */
-  readonly hostCpu?: number | undefined;
-  /** CPUs this process can use: min(cgroup quota ÷ period, CPUs it may run on). */
-  readonly effectiveCpus?: number | undefined;
-  /** Memory in use: the larger of {@link cgroupMemory} and {@link hostMemory}. */
-  readonly memory?: number | undefined;
-  /** Working set ÷ min(limit, MemTotal), for the group and each ancestor with a limit; the largest. */
-  readonly cgroupMemory?: number | undefined;
-  /** 1 − MemAvailable ÷ MemTotal: the host's memory that page cache cannot give back. */
-  readonly hostMemory?: number | undefined;
-  /** Bytes in use behind {@link memory} (a working set, page cache excluded). */
-  readonly memoryUsedBytes?: number | undefined;
-  /** The limit behind {@link memory}, in bytes: the cgroup limit or MemTotal. */
-  readonly memoryLimitBytes?: number | undefined;
-  /** OOM kills the cgroup has counted; a rise throttles. */
-  readonly oomKills?: number | undefined;
-  /** Used fraction of the filesystem holding the data directory. */
-  readonly disk?: number | undefined;
-  /** Bytes in use on that filesystem. */
-  readonly diskUsedBytes?: number | undefined;
-  /** Bytes in use plus bytes available on it. */
-  readonly diskTotalBytes?: number | undefined;
-  /** What could not be read this time; each makes its signal unknown. */
-  readonly failures?: readonly ResourceReadError[] | undefined;
-}
-
-/**
- * Where the resource controller gets its readings. The built-in one is
- * {@link SystemSource}; pass your own as the `source` option to read
- * elsewhere (a sidecar, a platform API) or to script readings in tests.
- */
-export interface ResourceSource {
-  /** Takes one reading. Asynchronous, called on an unref'd timer; a rejection counts as a failed reading. */
-  read(): Promise<SourceReading>;
-  /** Which readers are in use, once known (after the first `read()`). */
-  describe?(): SourceInfo | undefined;
-}
+import type { MemoryScope, ResourceSource, SourceInfo, SourceReading } from './reading.js';
 
 /** Options of {@link SystemSource}. */
 export interface SystemSourceOptions {
@@ -89,7 +30,12 @@ export interface SystemSourceOptions {
 interface Layout {
   readonly portable: boolean;
   readonly membership: string | undefined;
-  readonly cgroups: CgroupLayout;
+  /** The group CPU usage is read from; `undefined`: the host's. */
+  readonly cpu: CpuGroup | undefined;
+  /** The group whose CPU quotas apply (the same as {@link cpu}, or one without a usage counter). */
+  readonly quota: CpuGroup | undefined;
+  /** The group memory is read from; `undefined`: the host's. */
+  readonly memory: MemoryGroup | undefined;
   /** CPUs this process may run on (`Cpus_allowed_list`); `undefined`: all of them. */
   readonly cpuSet: ReadonlySet<number> | undefined;
   readonly allowedCpus: number;
@@ -107,20 +53,16 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-function maxOf(...xs: (number | undefined)[]): number | undefined {
-  let best: number | undefined;
-  for (const x of xs) if (x !== undefined && (best === undefined || x > best)) best = x;
-  return best;
-}
-
 const clamp01 = (x: number): number => Math.min(1, Math.max(0, x));
 
 /**
- * Reads what the kernel enforces on this process: the cgroup's memory and CPU
- * limits and usage (v2, else v1), the host's available memory and the busy
- * time of the CPUs it may run on, and the disk holding `dataDir`. Every read
- * is an asynchronous file read; nothing runs a shell command. On platforms
- * without `/proc` it falls back to `os.cpus()` and `systeminformation`.
+ * Reads what the kernel enforces on this process: the memory and CPU usage
+ * and limits of its cgroup (v2, else v1) — or, where it is in none (or in the
+ * root group), the host's — and the disk holding `dataDir`. The host's
+ * available memory and the busy time of the CPUs the process may run on are
+ * read as well and reported (`hostMemory`, `hostCpu`). Every read is an
+ * asynchronous file read; nothing runs a shell command. On platforms without
+ * `/proc` it falls back to `os.cpus()` and `systeminformation`.
  *
  * @example
  * ```ts
@@ -135,8 +77,11 @@ export class SystemSource implements ResourceSource {
   readonly #dataDir: string | undefined;
   #layout: Promise<Layout> | undefined;
   #recheck = false;
-  #lastCgroupCpu: { readonly usageMicros: number; readonly at: number } | undefined;
+  /** Cumulative CPU time and when it was read, per usage counter (the group's and its limited ancestors'). */
+  #lastUsage = new Map<string, { readonly usageMicros: number; readonly at: number }>();
   #lastHostCpu: CpuTicks | undefined;
+  /** MemTotal from the last `/proc/meminfo` that could be read: it caps every cgroup limit. */
+  #memTotal: number | undefined;
   #info: SourceInfo | undefined;
 
   /** @throws {@link InvalidOptionError} when a path is not a non-empty string */
@@ -165,18 +110,19 @@ export class SystemSource implements ResourceSource {
         return { ok: false };
       }
     };
-    const { cgroups } = layout;
+    const { quota: cpu, memory } = layout;
     const [cgCpu, hostTicks, cgMemory, hostMemory, disk] = await Promise.all([
-      cgroups.cpu === undefined ? SKIPPED : attempt('cpu', async () => ({ ...(await readCgroupCpu(cgroups.cpu as NonNullable<CgroupLayout['cpu']>)), at: performance.now() })),
+      cpu === undefined ? SKIPPED : attempt('cpu', async () => ({ ...(await readCgroupCpu(cpu)), at: performance.now() })),
       attempt('cpu', () => (layout.portable ? Promise.resolve(portableCpuTicks()) : this.#hostTicks(layout))),
-      cgroups.memory === undefined ? SKIPPED : attempt('memory', () => readCgroupMemory(cgroups.memory as NonNullable<CgroupLayout['memory']>)),
+      memory === undefined ? SKIPPED : attempt('memory', () => readCgroupMemory(memory)),
       attempt('memory', () => (layout.portable ? portableMemory() : this.#hostMemory())),
       this.#dataDir === undefined ? SKIPPED : attempt('disk', () => readDisk(this.#dataDir as string)),
     ]);
     if ((!cgCpu.ok || !cgMemory.ok) && !layout.portable) this.#recheck = true;
+    if (hostMemory.ok) this.#memTotal = hostMemory.value.totalBytes;
     return {
       ...this.#cpu(layout, cgCpu, hostTicks),
-      ...this.#memory(cgMemory, hostMemory),
+      ...this.#memory(layout, cgMemory, hostMemory),
       ...this.#disk(disk),
       failures,
     };
@@ -186,13 +132,15 @@ export class SystemSource implements ResourceSource {
     const quota = cg.ok ? cg.value?.quotaCpus : undefined;
     const effectiveCpus = quota === undefined ? layout.allowedCpus : Math.min(quota, layout.allowedCpus);
     let cgroupCpu: number | undefined;
-    if (cg.ok && cg.value?.usageMicros !== undefined) {
-      const now = { usageMicros: cg.value.usageMicros, at: cg.value.at };
-      const last = this.#lastCgroupCpu;
-      if (last !== undefined && now.at > last.at && now.usageMicros >= last.usageMicros) {
-        cgroupCpu = clamp01((now.usageMicros - last.usageMicros) / ((now.at - last.at) * 1000 * effectiveCpus));
+    if (cg.ok && cg.value !== undefined) {
+      const { at, usageMicros, ancestors } = cg.value;
+      const file = layout.cpu?.usageFile;
+      if (usageMicros !== undefined && file !== undefined) cgroupCpu = this.#rate(file, usageMicros, at, effectiveCpus);
+      // A quota higher up is shared with the ancestor's other children: its subtree's use counts against it.
+      for (const a of ancestors) {
+        const rate = this.#rate(a.usageFile, a.usageMicros, at, a.quotaCpus);
+        if (rate !== undefined && cgroupCpu !== undefined) cgroupCpu = Math.max(cgroupCpu, rate);
       }
-      this.#lastCgroupCpu = now;
     }
     let hostCpu: number | undefined;
     if (host.ok) {
@@ -200,36 +148,54 @@ export class SystemSource implements ResourceSource {
       if (last !== undefined && host.value.total > last.total && host.value.busy >= last.busy) hostCpu = clamp01((host.value.busy - last.busy) / (host.value.total - last.total));
       this.#lastHostCpu = host.value;
     }
-    const cpu = cg.ok && host.ok ? maxOf(cgroupCpu, hostCpu) : undefined;
-    return { cpu, cgroupCpu, hostCpu, effectiveCpus };
+    return { cpu: layout.cpu === undefined ? hostCpu : cgroupCpu, cgroupCpu, hostCpu, effectiveCpus };
   }
 
-  #memory(cg: Outcome<CgroupMemory | undefined>, host: Outcome<HostMemory>): SourceReading {
-    const total = host.ok ? host.value.totalBytes : undefined;
-    let best: { fraction: number; used: number; limit: number } | undefined;
+  /** CPU time per wall time per CPU since the counter was last read; remembers this reading. */
+  #rate(file: string, usageMicros: number, at: number, cpus: number): number | undefined {
+    const last = this.#lastUsage.get(file);
+    this.#lastUsage.set(file, { usageMicros, at });
+    if (last === undefined || at <= last.at || usageMicros < last.usageMicros || cpus <= 0) return undefined;
+    return clamp01((usageMicros - last.usageMicros) / ((at - last.at) * 1000 * cpus));
+  }
+
+  #memory(layout: Layout, cg: Outcome<CgroupMemory | undefined>, host: Outcome<HostMemory>): SourceReading {
+    const total = this.#memTotal;
+    let hostMemory: number | undefined;
+    let hostScope: MemoryScope | undefined;
+    if (host.ok) {
+      hostScope = { usedBytes: host.value.totalBytes - host.value.availableBytes, limitBytes: host.value.totalBytes };
+      hostMemory = clamp01(hostScope.usedBytes / hostScope.limitBytes);
+    }
     let cgroupMemory: number | undefined;
+    let cgScopes: MemoryScope[] | undefined;
+    let fullest: MemoryScope | undefined;
     if (cg.ok && cg.value !== undefined) {
+      cgScopes = [];
       for (const scope of cg.value.scopes) {
         const limit = scope.limitBytes === undefined ? total : total === undefined ? scope.limitBytes : Math.min(scope.limitBytes, total);
         if (limit === undefined || limit <= 0) continue;
-        const fraction = clamp01(scope.usedBytes / limit);
-        cgroupMemory = maxOf(cgroupMemory, fraction);
-        if (best === undefined || fraction > best.fraction) best = { fraction, used: scope.usedBytes, limit };
+        const s = { usedBytes: scope.usedBytes, limitBytes: limit };
+        const fraction = clamp01(s.usedBytes / limit);
+        cgScopes.push(s);
+        if (cgroupMemory === undefined || fraction > cgroupMemory) {
+          cgroupMemory = fraction;
+          fullest = s;
+        }
       }
+      // Nothing to measure against (no limit, and MemTotal never read): unknown.
+      if (cgScopes.length === 0) cgScopes = undefined;
     }
-    let hostMemory: number | undefined;
-    if (host.ok) {
-      const used = host.value.totalBytes - host.value.availableBytes;
-      hostMemory = clamp01(used / host.value.totalBytes);
-      if (best === undefined || hostMemory > best.fraction) best = { fraction: hostMemory, used, limit: host.value.totalBytes };
-    }
-    const known = cg.ok && host.ok;
+    const fromCgroup = layout.memory !== undefined;
+    const scopes = fromCgroup ? cgScopes : hostScope === undefined ? undefined : [hostScope];
+    const behind = fromCgroup ? fullest : hostScope;
     return {
-      memory: known ? best?.fraction : undefined,
+      memory: fromCgroup ? cgroupMemory : hostMemory,
       cgroupMemory,
       hostMemory,
-      memoryUsedBytes: known ? best?.used : undefined,
-      memoryLimitBytes: known ? best?.limit : undefined,
+      memoryUsedBytes: behind?.usedBytes,
+      memoryLimitBytes: behind?.limitBytes,
+      memoryScopes: scopes,
       oomKills: cg.ok ? cg.value?.oomKills : undefined,
     };
   }
@@ -270,7 +236,7 @@ export class SystemSource implements ResourceSource {
       const membership = await readText(join(this.#procRoot, 'self', 'cgroup')).catch(() => undefined);
       if (membership !== undefined && membership !== previous.membership) {
         this.#layout = this.#discover(previous.portable);
-        this.#lastCgroupCpu = undefined;
+        this.#lastUsage.clear();
       }
     }
     this.#layout ??= this.#discover(undefined);
@@ -281,14 +247,18 @@ export class SystemSource implements ResourceSource {
     const proc = this.#procRoot;
     portable ??= !(await exists(join(proc, 'stat'))) && !(await exists(join(proc, 'meminfo')));
     const membership = portable ? undefined : await readText(join(proc, 'self', 'cgroup')).catch(() => undefined);
-    const cgroups: CgroupLayout = membership === undefined ? { memory: undefined, cpu: undefined, path: undefined } : await discoverCgroups(this.#cgroupRoot, parseMembership(membership));
+    const cgroups: CgroupLayout = membership === undefined ? { memory: undefined, cpu: undefined } : await discoverCgroups(this.#cgroupRoot, parseMembership(membership));
+    // A CPU group without a usage counter gives no rate: the host's figure is used (its quota still bounds the effective CPUs).
+    const cpu = cgroups.cpu?.usageFile === undefined ? undefined : cgroups.cpu;
     const status = portable ? undefined : await readText(join(proc, 'self', 'status')).catch(() => undefined);
     const cpuSet = status === undefined ? undefined : parseAllowedCpus(status);
-    const layout: Layout = { portable, membership, cgroups, allowedCpus: cpuSet?.size ?? availableParallelism(), cpuSet };
+    const layout: Layout = { portable, membership, cpu, quota: cgroups.cpu, memory: cgroups.memory, allowedCpus: cpuSet?.size ?? availableParallelism(), cpuSet };
+    const fallback = portable ? 'portable' : 'host';
     this.#info = {
-      cpu: portable ? 'portable' : (cgroups.cpu?.version ?? 'host'),
-      memory: portable ? 'portable' : (cgroups.memory?.version ?? 'host'),
-      cgroupPath: cgroups.path,
+      cpu: cpu?.version ?? fallback,
+      memory: cgroups.memory?.version ?? fallback,
+      cpuCgroupPath: cpu?.path,
+      memoryCgroupPath: cgroups.memory?.path,
       dataDir: this.#dataDir,
     };
     return layout;

@@ -12,6 +12,8 @@ export interface ThrottleSettings {
   readonly cpuThreshold: number;
   readonly memoryThreshold: number;
   readonly diskThreshold: number;
+  readonly hostCpuThreshold: number;
+  readonly hostMemoryThreshold: number;
   readonly warningFactor: number;
   readonly resumeMargin: number;
   readonly cooldownMs: number;
@@ -29,24 +31,41 @@ export interface Decision {
   readonly breach: boolean;
 }
 
-/** Signals in the order reasons are reported (the most dangerous first, after `oom`). */
-const ORDER: readonly ResourceSignal[] = ['memory', 'disk', 'cpu'];
+/** Signals in the order reasons are reported (the most dangerous first, after `oom`), with the reads each comes from. */
+const SIGNALS: readonly (readonly [ResourceSignal, ResourceReadTarget])[] = [
+  ['memory', 'memory'],
+  ['hostMemory', 'memory'],
+  ['disk', 'disk'],
+  ['cpu', 'cpu'],
+  ['hostCpu', 'cpu'],
+];
+
+/** The thresholds of every signal (1: off). */
+export function thresholdsOf(s: ThrottleSettings): Readonly<Record<ResourceSignal, number>> {
+  return { cpu: s.cpuThreshold, memory: s.memoryThreshold, disk: s.diskThreshold, hostCpu: s.hostCpuThreshold, hostMemory: s.hostMemoryThreshold };
+}
 
 /** Throttle state across samples. */
 export class Throttle {
   readonly #s: ThrottleSettings;
   readonly #thresholds: Readonly<Record<ResourceSignal, number>>;
+  /** The signals with a threshold under 1, in report order. */
+  readonly #active: readonly (readonly [ResourceSignal, ResourceReadTarget])[];
   #throttled = false;
   #reasons: readonly ThrottleReason[] = [];
   #throttledAt = 0;
   #lastHotAt = 0;
   #lastOomKills: number | undefined;
-  readonly #warned: Record<ResourceSignal, boolean> = { cpu: false, memory: false, disk: false };
+  readonly #warned: Partial<Record<ResourceSignal, boolean>> = {};
+  /** Since when each signal has been unreadable, for those that are. */
+  readonly #failingSince: Partial<Record<ResourceSignal, number>> = {};
 
   /** @param settings - thresholds, margin and cooldown */
   constructor(settings: ThrottleSettings) {
     this.#s = settings;
-    this.#thresholds = { cpu: settings.cpuThreshold, memory: settings.memoryThreshold, disk: settings.diskThreshold };
+    this.#thresholds = thresholdsOf(settings);
+    // A threshold of 1 turns the signal off: nothing is over 100 %.
+    this.#active = SIGNALS.filter(([signal]) => this.#thresholds[signal] < 1);
   }
 
   /** Whether admission is throttled. */
@@ -59,17 +78,16 @@ export class Throttle {
     return this.#reasons;
   }
 
-  /** Notes the OOM-kill count of a sample that is not used for decisions (the first one), so a later rise is seen. */
-  baseline(metrics: ResourceMetrics): void {
-    if (metrics.oomKills !== undefined) this.#lastOomKills = metrics.oomKills;
-  }
-
   /**
    * Feeds one sample taken at `now` (a monotonic clock, in ms). `failed`
-   * names the inputs that could not be read: such a sample does not count
-   * toward resuming.
+   * names the reads that failed: a signal left unknown by one holds the
+   * resume back (as a warm signal would) for at most one `cooldownMs` from
+   * when it started failing, so a read that never recovers cannot keep
+   * admission throttled for ever. With `ignoreCpu` (the first sample after
+   * start: CPU is a rate, and a custom source's first figure has no
+   * baseline either) the CPU signals are not looked at.
    */
-  update(metrics: ResourceMetrics, now: number, failed: ReadonlySet<ResourceReadTarget>): Decision {
+  update(metrics: ResourceMetrics, now: number, failed: ReadonlySet<ResourceReadTarget>, ignoreCpu = false): Decision {
     const reasons: ThrottleReason[] = [];
     const parts: string[] = [];
     const oom = metrics.oomKills;
@@ -80,19 +98,26 @@ export class Throttle {
     if (oom !== undefined) this.#lastOomKills = oom;
 
     const warnings: WarningEvent[] = [];
-    let hot = failed.size > 0;
-    for (const signal of ORDER) {
+    let hot = false;
+    for (const [signal, target] of this.#active) {
+      if (ignoreCpu && target === 'cpu') continue;
       const threshold = this.#thresholds[signal];
       const value = metrics[signal];
-      // A threshold of 1 turns the signal off: nothing is over 100 %.
-      if (threshold >= 1 || value === undefined) continue;
+      if (value === undefined) {
+        if (failed.has(target) || failed.has('source')) {
+          const since = (this.#failingSince[signal] ??= now);
+          if (now - since < this.#s.cooldownMs) hot = true;
+        } else delete this.#failingSince[signal];
+        continue;
+      }
+      delete this.#failingSince[signal];
       const level = this.#s.warningFactor * threshold;
       if (value > threshold) {
         reasons.push(signal);
         parts.push(`${signal} ${value.toFixed(2)} > ${threshold}`);
         this.#warned[signal] = true;
       } else if (value >= level) {
-        if (!this.#warned[signal]) warnings.push({ signal, value, level, threshold, metrics });
+        if (this.#warned[signal] !== true) warnings.push({ signal, value, level, threshold, metrics });
         this.#warned[signal] = true;
       } else if (value < level - this.#s.resumeMargin) {
         this.#warned[signal] = false;

@@ -115,6 +115,18 @@ describe('slots', () => {
     expect(c.status()).toMatchObject({ activeJobs: 0, pendingJobs: 1, rejectedJobs: 1 });
   });
 
+  it('serves at once a higher-priority waiter that arrives while the head is held back by its memory', async () => {
+    // Finding 2: the new head waited for the next sample although a slot was free.
+    await open({ maxConcurrentJobs: 4, minConcurrentJobs: 0 }, { memory: 0.5, memoryLimitBytes: 1000 });
+    const served: string[] = [];
+    const [, urgent] = waiters([{ name: 'big', memoryBytes: 500 }, { name: 'urgent', priority: 10 }], served);
+    await flush();
+    expect(served).toEqual(['urgent']);
+    expect(c.status()).toMatchObject({ activeJobs: 1, pendingJobs: 1 });
+    expect((await urgent)?.priority).toBe(10);
+    expect(source.reads).toBe(1);
+  });
+
   it('rejects a waiter with the signal reason when aborted, removes its listener and serves the next', async () => {
     await open({ maxConcurrentJobs: 1 });
     const [held] = take(1);
@@ -328,10 +340,10 @@ describe('jobs that declare memory', () => {
     expect(served).toEqual(['big', 'next']);
   });
 
-  it('admits a declared job into a minConcurrentJobs slot whatever it declares', async () => {
-    await open({ maxConcurrentJobs: 4, minConcurrentJobs: 1 }, at(0.9));
-    expect(c.tryAcquire({ memoryBytes: 10_000 })).toBeDefined();
-    expect(c.tryAcquire({ memoryBytes: 1 })).toBeUndefined();
+  it('checks the memory of a declared job even for a minConcurrentJobs slot', async () => {
+    await open({ maxConcurrentJobs: 4, minConcurrentJobs: 1 }, at(0.5));
+    expect(c.tryAcquire({ memoryBytes: 400 })).toBeUndefined();
+    expect(c.tryAcquire({ memoryBytes: 350 })).toBeDefined();
   });
 
   it('does not check declarations while the memory limit is unknown', async () => {

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { IllegalStateError, ListenerError, ResourceReadError } from '../../src/errors.js';
+import { CloseTimeoutError, IllegalStateError, InvalidOptionError, ListenerError, ResourceReadError } from '../../src/errors.js';
 import { ResourceController, type ResourceMetrics, type SampleFailedEvent, type SourceReading } from '../../src/resource/index.js';
 import { FakeTree, GiB, ScriptedSource, flush, scripted } from './fake.js';
 
@@ -86,6 +86,106 @@ describe('ResourceController lifecycle', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('admits only minConcurrentJobs until the first sample is in, then applies its limits', async () => {
+    // Finding 12: between start() and the first sample, slots were handed out by the host's CPU count, unthrottled.
+    let land!: (r: SourceReading) => void;
+    const source = { read: () => new Promise<SourceReading>((r) => (land = r)) };
+    c = new ResourceController({ source });
+    const starting = c.start();
+    const early = Array.from({ length: 8 }, () => c?.tryAcquire()).filter((s) => s !== undefined);
+    expect(early).toHaveLength(1);
+    let waited = false;
+    const waiting = c.acquire().then((s) => ((waited = true), s));
+    await flush();
+    expect(waited).toBe(false);
+    land({ cpu: 0.99, memory: 0.99, effectiveCpus: 1 });
+    await starting;
+    expect(c.status()).toMatchObject({ maxJobs: 1, activeJobs: 1, pendingJobs: 1, throttled: true });
+    early[0]?.release();
+    await waiting;
+    expect(c.status().activeJobs).toBe(1);
+  });
+
+  it('lets waiting acquire() calls in once the first sample is in, up to the effective CPUs', async () => {
+    let land!: (r: SourceReading) => void;
+    const source = { read: () => new Promise<SourceReading>((r) => (land = r)) };
+    c = new ResourceController({ source, minConcurrentJobs: 0 });
+    const starting = c.start();
+    expect(c.tryAcquire()).toBeUndefined();
+    const served: number[] = [];
+    for (let i = 0; i < 4; i++) void c.acquire().then(() => served.push(i), () => undefined);
+    // One CPU of quota, on a host with more: the host's count must not let more than one in.
+    land({ cpu: 0.1, memory: 0.1, effectiveCpus: 1 });
+    await starting;
+    await flush();
+    expect(served).toEqual([0]);
+    expect(c.status()).toMatchObject({ maxJobs: 1, activeJobs: 1, pendingJobs: 3 });
+  });
+
+  it('refuses to start when dataDir does not exist, naming it, and can start once it does', async () => {
+    // Finding 9: a typo in dataDir left the disk signal failing for ever.
+    const tree = new FakeTree();
+    try {
+      tree.meminfo(8 * GiB, 4 * GiB).stat([[1, 1]]).allowedCpus('0');
+      const dataDir = `${tree.root}/data`;
+      c = new ResourceController({ cgroupRoot: tree.cgroupRoot, procRoot: tree.procRoot, dataDir });
+      const err = await c.start().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidOptionError);
+      expect(err).toMatchObject({ code: 'OUTPOST_INVALID_OPTION', message: `Expected \`dataDir\` to be an existing directory, got ${JSON.stringify(dataDir)} (ENOENT)` });
+      expect(c.state).toBe('idle');
+      tree.write('data/file', 'x');
+      await expect(new ResourceController({ cgroupRoot: tree.cgroupRoot, procRoot: tree.procRoot, dataDir: `${dataDir}/file` }).start()).rejects.toThrow(/not a directory/);
+      await c.start();
+      expect(c.status().metrics?.disk).toBeGreaterThan(0);
+    } finally {
+      await c?.close();
+      tree.cleanup();
+    }
+  });
+
+  it('gives up on a sample whose read never ends after closeTimeoutMs, and reports it', async () => {
+    // Minor: Sampler.stop() waited for ever on a hung read.
+    vi.useFakeTimers();
+    const source = { read: vi.fn(() => Promise.resolve<SourceReading>({ cpu: 0.1 })) };
+    // The default closeTimeoutMs: 10 s.
+    c = new ResourceController({ source });
+    await c.start();
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(e));
+    source.read.mockImplementation(() => new Promise<SourceReading>(() => undefined));
+    void c.sample();
+    const closing = c.close();
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(c.state).toBe('closing');
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    expect(c.state).toBe('closed');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(CloseTimeoutError);
+    expect(errors[0]).toMatchObject({ code: 'OUTPOST_RESOURCE_CLOSE_TIMEOUT', closeTimeoutMs: 10_000, runningJobs: 0, sampleInFlight: true });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('gives up on a start whose first read never ends after closeTimeoutMs', async () => {
+    vi.useFakeTimers();
+    c = new ResourceController({ source: { read: () => new Promise<SourceReading>(() => undefined) }, closeTimeoutMs: 200 });
+    void c.start();
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const closing = c.close();
+      await vi.advanceTimersByTimeAsync(200);
+      await closing;
+      await new Promise((r) => process.nextTick(r));
+      expect(c.state).toBe('closed');
+      // Nobody listens to 'error': it becomes a process warning.
+      expect(warnings.some((w) => w instanceof CloseTimeoutError && w.sampleInFlight)).toBe(true);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('samples on an unref\'d timer: a process that never closes it exits on its own', async () => {
     const script = `
       const { ResourceController } = await import(${JSON.stringify(new URL('../../src/resource/index.ts', import.meta.url).href)});
@@ -165,6 +265,63 @@ describe('sampling', () => {
     expect(ctl.status().metrics).toMatchObject({ cpu: undefined, memory: undefined, disk: undefined, memoryLimitBytes: undefined });
   });
 
+  it('reports the failures a custom source lists that are not ResourceReadErrors', async () => {
+    // Minor: they were filtered out, so nobody saw them.
+    vi.useFakeTimers();
+    const { c: ctl, source } = await scripted();
+    c = ctl;
+    const failed: SampleFailedEvent[] = [];
+    ctl.on('sample-failed', (e) => failed.push(e));
+    const cause = new Error('sidecar unreachable');
+    source.next = { cpu: 0.2, failures: [cause as never, new ResourceReadError('disk', 'statfs failed')] };
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(failed).toHaveLength(1);
+    expect(failed[0]?.errors).toHaveLength(2);
+    expect(failed[0]?.errors[0]).toMatchObject({ code: 'OUTPOST_RESOURCE_READ_FAILED', target: 'source', cause });
+    expect(failed[0]?.errors[1]).toMatchObject({ target: 'disk', message: 'statfs failed' });
+  });
+
+  it('treats a fraction over 1 from a custom source as a failed read of its signal', async () => {
+    // Minor: 1.5 was taken as a valid fraction and throttled.
+    vi.useFakeTimers();
+    const { c: ctl, source } = await scripted();
+    c = ctl;
+    const failed: SampleFailedEvent[] = [];
+    ctl.on('sample-failed', (e) => failed.push(e));
+    source.next = { cpu: 1.5, memory: 0.2, disk: 85 };
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(ctl.status()).toMatchObject({ throttled: false, metrics: { cpu: undefined, memory: 0.2, disk: undefined } });
+    expect(failed[0]?.errors.map((e) => [e.target, e.message])).toEqual([
+      ['cpu', 'The source reported `cpu` = 1.5, not a fraction from 0 to 1'],
+      ['disk', 'The source reported `disk` = 85, not a fraction from 0 to 1'],
+    ]);
+  });
+
+  it('runs the listeners added with on() even when an onThrottled callback throws', async () => {
+    // Minor: the callback, registered first, stopped the listeners after it.
+    vi.useFakeTimers();
+    const { c: ctl, source } = await scripted({
+      onThrottled: () => {
+        throw new Error('callback bug');
+      },
+    });
+    c = ctl;
+    const seen: string[] = [];
+    ctl.on('throttled', (e) => seen.push(e.reason));
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      source.next = { cpu: 0.99 };
+      await vi.advanceTimersByTimeAsync(1000);
+      await new Promise((r) => process.nextTick(r));
+      expect(seen).toEqual(['cpu']);
+      expect(warnings.some((w) => w instanceof ListenerError && w.message.includes("resource 'throttled'"))).toBe(true);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   it('keeps sampling when a listener throws, and reports it as a process warning', async () => {
     vi.useFakeTimers();
     const { c: ctl } = await scripted();
@@ -226,14 +383,14 @@ describe('sampling', () => {
 
   it('reports which readers are in use', async () => {
     const { c: ctl } = await scripted();
-    expect(ctl.status().source).toEqual({ cpu: 'custom', memory: 'custom', cgroupPath: undefined, dataDir: undefined });
+    expect(ctl.status().source).toEqual({ cpu: 'custom', memory: 'custom', cpuCgroupPath: undefined, memoryCgroupPath: undefined, dataDir: undefined });
     await ctl.close();
     const tree = new FakeTree();
     try {
       tree.meminfo(8 * GiB, 4 * GiB).stat([[1, 1]]).allowedCpus('0');
       c = new ResourceController({ cgroupRoot: tree.cgroupRoot, procRoot: tree.procRoot, dataDir: tree.root });
       await c.start();
-      expect(c.status().source).toEqual({ cpu: 'host', memory: 'host', cgroupPath: undefined, dataDir: tree.root });
+      expect(c.status().source).toEqual({ cpu: 'host', memory: 'host', cpuCgroupPath: undefined, memoryCgroupPath: undefined, dataDir: tree.root });
       expect(c.status()).toMatchObject({ maxJobs: 1, metrics: { memory: 0.5, effectiveCpus: 1 } });
       expect(c.status().metrics?.disk).toBeGreaterThan(0);
     } finally {

@@ -18,6 +18,9 @@ describe('ResourceController options', () => {
       sampleIntervalMs: 5_000,
       historySize: 120,
       autoAdapt: false,
+      hostCpuThreshold: 1,
+      hostMemoryThreshold: 1,
+      closeTimeoutMs: 10_000,
       dataDir: undefined,
       cgroupRoot: '/sys/fs/cgroup',
       procRoot: '/proc',
@@ -40,6 +43,11 @@ describe('ResourceController options', () => {
     ['memoryThreshold', -0.1, /`memoryThreshold`/],
     ['diskThreshold', '0.9', /`diskThreshold`.*"0\.9" \(string\)/],
     ['diskThreshold', 1.5, /`diskThreshold`/],
+    ['hostCpuThreshold', 0, /`hostCpuThreshold`.*above 0/],
+    ['hostCpuThreshold', 95, /`hostCpuThreshold`.*did you mean 0\.95\?/],
+    ['hostMemoryThreshold', '0.9', /`hostMemoryThreshold`/],
+    ['closeTimeoutMs', -1, /`closeTimeoutMs`.*from 0 to 2147483647, got -1/],
+    ['closeTimeoutMs', 1.5, /`closeTimeoutMs`/],
     ['warningFactor', 0, /`warningFactor`/],
     ['warningFactor', 80, /`warningFactor`.*0\.8/],
     ['resumeMargin', -0.1, /`resumeMargin`/],
@@ -71,6 +79,28 @@ describe('ResourceController options', () => {
       expect(create).toThrow(message);
     });
   }
+
+  it('suggests a fraction only for values that read as a percentage', () => {
+    // Minor: 1.5 got "did you mean 0.015?"; a threshold of 1.5 is no percentage anyone means.
+    const message = (value: number): string => {
+      try {
+        new ResourceController({ cpuThreshold: value });
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`accepted ${value}`);
+    };
+    expect(message(1.5)).toBe('Expected `cpuThreshold` to be a fraction from 0 to 1, got 1.5 (number)');
+    expect(message(101)).toBe('Expected `cpuThreshold` to be a fraction from 0 to 1, got 101 (number)');
+    expect(message(85)).toMatch(/did you mean 0\.85\?$/);
+    expect(message(2.5)).toMatch(/did you mean 0\.025\?$/);
+    expect(message(100)).toMatch(/did you mean 1\?$/);
+  });
+
+  it('names both fields when resumeMargin leaves no room under a host threshold', () => {
+    expect(() => new ResourceController({ hostMemoryThreshold: 0.1 })).toThrow(/`resumeMargin` \(0\.1\) to be below `hostMemoryThreshold` \(0\.1\)/);
+    expect(() => new ResourceController({ hostCpuThreshold: 0.95, hostMemoryThreshold: 0.9 })).not.toThrow();
+  });
 
   it('rejects options that are not an object', () => {
     expect(() => resolveResourceControllerOptions(null as unknown as ResourceControllerOptions)).toThrow(InvalidOptionError);

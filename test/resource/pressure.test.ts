@@ -8,10 +8,11 @@
  * that only the pressure a test adds can cross them; other work on a shared
  * host moves the baseline but not the verdict.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createReadStream, mkdtempSync, rmSync, statfsSync } from 'node:fs';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { open, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ResourceController, type ResourceControllerOptions, type ResourceMetrics } from '../../src/resource/index.js';
@@ -95,6 +96,37 @@ function event<T>(c: ResourceController, name: 'throttled' | 'resumed', timeoutM
 async function meminfoKiB(key: string): Promise<number> {
   const m = new RegExp(`^${key.replace(/[()]/g, '\\$&')}:\\s+(\\d+) kB`, 'm').exec(await readFile('/proc/meminfo', 'utf8'));
   return Number(m?.[1]);
+}
+
+/**
+ * A new cgroup with a CPU quota of one CPU, made for one test (root only):
+ * v1 directories under every mount of `cpu` and `cpuacct`, or one v2 group
+ * under the unified root. `undefined` (with the reason) where it cannot be made.
+ */
+function cpuQuotaGroup(): { dirs: string[]; procs: string[]; name: string } | string {
+  if (process.getuid?.() !== 0) return 'not root';
+  const name = `outpost-test-${process.pid}`;
+  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const v1 = mounts.filter((m) => m[2] === 'cgroup' && (m[3] ?? '').split(',').some((o) => o === 'cpu' || o === 'cpuacct')).map((m) => m[1] as string);
+  try {
+    if (v1.length > 0) {
+      const dirs = [...new Set(v1)].map((mount) => join(mount, name));
+      for (const dir of dirs) mkdirSync(dir);
+      const quota = dirs.find((d) => existsSync(join(d, 'cpu.cfs_quota_us')));
+      if (quota === undefined) return 'no cpu.cfs_quota_us in the v1 hierarchy';
+      writeFileSync(join(quota, 'cpu.cfs_quota_us'), '100000');
+      writeFileSync(join(quota, 'cpu.cfs_period_us'), '100000');
+      return { dirs, procs: dirs.map((d) => join(d, 'cgroup.procs')), name };
+    }
+    const unified = mounts.find((m) => m[2] === 'cgroup2')?.[1];
+    if (unified === undefined || !readFileSync(join(unified, 'cgroup.subtree_control'), 'utf8').includes('cpu')) return 'no cpu controller to delegate';
+    const dir = join(unified, name);
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'cpu.max'), '100000 100000');
+    return { dirs: [dir], procs: [join(dir, 'cgroup.procs')], name };
+  } catch (err) {
+    return `cannot make a cgroup: ${(err as Error).message}`;
+  }
 }
 
 describe.skipIf(skipReason !== undefined)('real pressure (stress-ng)', { timeout: 120_000 }, () => {
@@ -200,5 +232,41 @@ describe.skipIf(skipReason !== undefined)('real pressure (stress-ng)', { timeout
       `page cache: ${(fileBytes / GiB).toFixed(2)} GiB read, Cached +${(((cachedAfter - cachedBefore) * 1024) / GiB).toFixed(2)} GiB; ` +
         `memory peaked at ${peak.toFixed(3)} against a threshold of ${threshold.toFixed(3)} (baseline ${used.toFixed(3)}): not throttled`,
     );
+  });
+
+  it('does not throttle an idle process in its own cgroup (one CPU of quota) while a CPU hog outside it fills the host', async (ctx) => {
+    // Design: a signal was max(container, host), so a hog outside the container throttled it.
+    const group = cpuQuotaGroup();
+    if (typeof group === 'string') {
+      console.warn(`skipping the cgroup CPU test: ${group}`);
+      ctx.skip();
+      return;
+    }
+    try {
+      await hog(['--cpu', String(availableParallelism())]);
+      const script = `
+        const { ResourceController } = await import(${JSON.stringify(new URL('../../src/resource/index.ts', import.meta.url).href)});
+        const c = new ResourceController({ sampleIntervalMs: 250, cooldownMs: 0, memoryThreshold: 1, diskThreshold: 1 });
+        const samples = [];
+        c.on('sample', (m) => samples.push({ cpu: m.cpu, hostCpu: m.hostCpu }));
+        await c.start();
+        while (samples.length < 7) await new Promise((r) => setTimeout(r, 50));
+        console.log(JSON.stringify({ samples, source: c.status().source }));
+        await c.close();
+      `;
+      const write = group.procs.map((f) => `echo $$ > ${f}`).join(' && ');
+      const { stdout } = await promisify(execFile)('sh', ['-c', `${write} && exec "$0" --import tsx --input-type=module -e "$1"`, process.execPath, script], { timeout: 30_000 });
+      const out = JSON.parse(stdout.trim().split('\n').at(-1) as string) as { samples: { cpu?: number; hostCpu?: number }[]; source: { cpu: string; cpuCgroupPath?: string } };
+      const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+      const later = out.samples.slice(2);
+      expect(median(later.map((m) => m.hostCpu ?? 0))).toBeGreaterThan(0.8);
+      expect(median(later.map((m) => m.cpu ?? 1))).toBeLessThan(0.3);
+      expect(out.source.cpu).toMatch(/^cgroup-v[12]$/);
+      expect(out.source.cpuCgroupPath).toBe(`/${group.name}`);
+      console.info(`cgroup cpu: ${out.source.cpu} ${out.source.cpuCgroupPath}; cpu ${later.map((m) => m.cpu?.toFixed(2)).join(' ')}; host ${later.map((m) => m.hostCpu?.toFixed(2)).join(' ')}`);
+    } finally {
+      await Promise.all([...hogs].map(stop));
+      for (const dir of group.dirs) rmdirSync(dir);
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { getEventListeners } from 'node:events';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { IllegalStateError, InvalidArgumentError, JobTimeoutError } from '../../src/errors.js';
+import { CloseTimeoutError, IllegalStateError, InvalidArgumentError, JobTimeoutError } from '../../src/errors.js';
 import type { JobTimeoutEvent, ResourceController } from '../../src/resource/index.js';
 import { flush, scripted } from './fake.js';
 
@@ -168,6 +168,79 @@ describe('run()', () => {
     job.reject(job.signal?.reason);
     await closing;
     expect(c.state).toBe('closed');
+  });
+
+  it('stops waiting for jobs that ignore their signal after closeTimeoutMs, resolves, and reports them', async () => {
+    // Finding 10: close() never resolved while a run() job ignored its signal.
+    // The default closeTimeoutMs: 10 s.
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(e));
+    const stuck = manual<void>();
+    const p = c.run(stuck.fn).catch((e: unknown) => e);
+    await flush();
+    let closed = false;
+    const closing = c.close().then(() => (closed = true));
+    expect(await p).toBeInstanceOf(IllegalStateError);
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    await closing;
+    expect(c.state).toBe('closed');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toBeInstanceOf(CloseTimeoutError);
+    expect(errors[0]).toMatchObject({ code: 'OUTPOST_RESOURCE_CLOSE_TIMEOUT', closeTimeoutMs: 10_000, runningJobs: 1, sampleInFlight: false });
+    // The job keeps its slot until it really ends; then it is released as usual.
+    expect(c.status().activeJobs).toBe(1);
+    stuck.resolve();
+    await flush();
+    expect(c.status().activeJobs).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('waits at most closeTimeoutMs, and reports nothing when every job settles within it', async () => {
+    await c.close();
+    ({ c } = await scripted({ maxConcurrentJobs: 1, closeTimeoutMs: 50 }));
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(e));
+    const job = manual<void>();
+    void c.run(job.fn).catch(() => undefined);
+    await flush();
+    const closing = c.close();
+    await vi.advanceTimersByTimeAsync(49);
+    job.resolve();
+    await closing;
+    expect(errors).toEqual([]);
+    // A second one that does not settle is left after 50 ms.
+    ({ c } = await scripted({ maxConcurrentJobs: 1, closeTimeoutMs: 50 }));
+    c.on('error', (e) => errors.push(e));
+    void c.run(manual<void>().fn).catch(() => undefined);
+    await flush();
+    const second = c.close();
+    await vi.advanceTimersByTimeAsync(50);
+    await second;
+    expect(errors).toMatchObject([{ runningJobs: 1 }]);
+  });
+
+  it('adds no listener per job to a shared signal: many concurrent jobs raise no MaxListenersExceededWarning', async () => {
+    // Finding 13: every run() job added an abort listener to the controller's close signal.
+    vi.useRealTimers();
+    await c.close();
+    ({ c } = await scripted({ maxConcurrentJobs: 32 }));
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const jobs = Array.from({ length: 32 }, () => manual<void>());
+      const runs = jobs.map((j) => c.run(j.fn));
+      await flush();
+      expect(c.status().activeJobs).toBe(32);
+      for (const j of jobs) j.resolve();
+      await Promise.all(runs);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('validates fn and timeoutMs before taking a slot', async () => {

@@ -55,7 +55,7 @@ describe('SystemSource on cgroup v2', () => {
     expect(first.failures).toEqual([]);
     expect(first.memory).toBeCloseTo(500 / 1024, 6);
     expect(first).toMatchObject({ cgroupMemory: first.memory, hostMemory: 0.25, memoryUsedBytes: 500 * MiB, memoryLimitBytes: GiB, oomKills: 1, effectiveCpus: 0.5 });
-    expect(s.describe()).toEqual({ cpu: 'cgroup-v2', memory: 'cgroup-v2', cgroupPath: '/kubepods/pod1/ctr', dataDir: undefined });
+    expect(s.describe()).toEqual({ cpu: 'cgroup-v2', memory: 'cgroup-v2', cpuCgroupPath: '/kubepods/pod1/ctr', memoryCgroupPath: '/kubepods/pod1/ctr', dataDir: undefined });
 
     // 0.4 CPU-seconds in 1 s, against a quota of half a CPU: 80 %.
     vi.advanceTimersByTime(1000);
@@ -117,16 +117,37 @@ describe('SystemSource on cgroup v2', () => {
     expect(r.cgroupMemory).toBeCloseTo(0.25, 6);
   });
 
-  it('counts the host when it is fuller than the container', async () => {
+  it('measures memory in the container, not on the host, and reports the host apart', async () => {
     v2Container();
+    // Neighbours fill the host; the container is at half its own limit.
     tree.meminfo(8 * GiB, 0.5 * GiB);
     const r = await source().read();
     expect(r.cgroupMemory).toBeCloseTo(500 / 1024, 6);
-    expect(r.memory).toBeCloseTo(7.5 / 8, 6);
-    expect(r.memoryLimitBytes).toBe(8 * GiB);
+    expect(r.memory).toBe(r.cgroupMemory);
+    expect(r.memoryLimitBytes).toBe(GiB);
+    expect(r.hostMemory).toBeCloseTo(7.5 / 8, 6);
   });
 
-  it('counts the busy time of the allowed CPUs on the host, every process included', async () => {
+  it('measures CPU in the container, not on the host, and reports the host apart', async () => {
+    v2Container();
+    const s = source();
+    await s.read();
+    // Neighbours keep every host CPU 90 % busy; the container used 5 % of its half CPU.
+    tree.stat([
+      [1000, 1000],
+      [1000, 1000],
+      [1000, 1000],
+      [1000, 1000],
+    ]);
+    tree.v2('kubepods/pod1/ctr', { 'cpu.stat': 'usage_usec 5025000' });
+    vi.advanceTimersByTime(1000);
+    const r = await s.read();
+    expect(r.cgroupCpu).toBeCloseTo(0.05, 6);
+    expect(r.cpu).toBe(r.cgroupCpu);
+    expect(r.hostCpu).toBeCloseTo(0.9, 6);
+  });
+
+  it('reports the busy time of the allowed CPUs on the host, every process included', async () => {
     v2Container();
     tree.allowedCpus('2-3');
     const s = source();
@@ -142,7 +163,7 @@ describe('SystemSource on cgroup v2', () => {
     const r = await s.read();
     expect(r.hostCpu).toBeCloseTo(0.5, 6);
     expect(r.cgroupCpu).toBe(0);
-    expect(r.cpu).toBeCloseTo(0.5, 6);
+    expect(r.cpu).toBe(0);
   });
 
   it('finds the group when a container sees its own group as the root (no cgroup namespace)', async () => {
@@ -154,6 +175,101 @@ describe('SystemSource on cgroup v2', () => {
     expect(r.failures).toEqual([]);
     expect(r.memory).toBeCloseTo(0.5, 6);
     expect(r.effectiveCpus).toBe(1);
+  });
+});
+
+describe('SystemSource: where each signal comes from', () => {
+  it('reads CPU from the host when the process is in the root cgroup v1 (its usage is the whole host\'s)', async () => {
+    // Finding 8: 8 CPUs, pinned to 0-1 (idle) while 2-5 are busy; the root group's counter sees all of it.
+    const stat = (k: number): FakeTree => tree.stat(Array.from({ length: 8 }, (_, i) => (i >= 2 && i < 6 ? [k * 100, 0] : [0, k * 100]) as [number, number]));
+    tree
+      .meminfo(16 * GiB, 12 * GiB)
+      .allowedCpus('0-1')
+      .membership('3:cpuset:/\n2:cpu,cpuacct:/\n1:memory:/')
+      .write('cgroup/cpu,cpuacct/cpuacct.usage', 0)
+      .write('cgroup/cpu,cpuacct/cpu.cfs_quota_us', -1)
+      .write('cgroup/cpu,cpuacct/cpu.cfs_period_us', 100000);
+    stat(0);
+    const s = source();
+    await s.read();
+    vi.advanceTimersByTime(1000);
+    tree.write('cgroup/cpu,cpuacct/cpuacct.usage', 4e9);
+    stat(1);
+    const r = await s.read();
+    expect(s.describe()).toEqual({ cpu: 'host', memory: 'host', cpuCgroupPath: undefined, memoryCgroupPath: undefined, dataDir: undefined });
+    expect(r.cpu).toBe(0);
+    expect(r.cgroupCpu).toBeUndefined();
+    expect(r.effectiveCpus).toBe(2);
+  });
+
+  it('reads CPU and memory from the host when the process is in the root cgroup v2', async () => {
+    // The root group has cpu.stat but neither cpu.max nor memory.max.
+    host().membership('0::/').write('cgroup/cgroup.controllers', 'cpu memory').v2('', { 'cpu.stat': 'usage_usec 1', 'memory.current': GiB, 'memory.stat': v2MemoryStat(0) });
+    const s = source();
+    const r = await s.read();
+    expect(s.describe()).toMatchObject({ cpu: 'host', memory: 'host' });
+    expect(r.memory).toBe(0.25);
+  });
+
+  it('reads a group that is the root of its cgroup namespace (it has cpu.max and memory.max)', async () => {
+    host()
+      .membership('0::/')
+      .write('cgroup/cgroup.controllers', 'cpu memory')
+      .v2('', { 'cpu.stat': 'usage_usec 1', 'cpu.max': '200000 100000', 'memory.current': 512 * MiB, 'memory.stat': v2MemoryStat(0), 'memory.max': GiB });
+    const s = source();
+    const r = await s.read();
+    expect(s.describe()).toMatchObject({ cpu: 'cgroup-v2', memory: 'cgroup-v2', cpuCgroupPath: '/', memoryCgroupPath: '/' });
+    expect(r).toMatchObject({ memory: 0.5, effectiveCpus: 2 });
+  });
+
+  it('names the cgroup of each signal apart (memory in a group, CPU in the root)', async () => {
+    // Minor 2: `cgroupPath` named the memory group even for a CPU figure read from the host.
+    host()
+      .membership('4:memory:/process_api/abc\n2:cpuacct:/\n1:cpu:/\n0::/')
+      .write('cgroup/memory/process_api/abc/memory.usage_in_bytes', GiB)
+      .write('cgroup/memory/process_api/abc/memory.limit_in_bytes', '9223372036854771712')
+      .write('cgroup/memory/process_api/abc/memory.stat', v1MemoryStat(0))
+      .write('cgroup/cpuacct/cpuacct.usage', 1)
+      .write('cgroup/cpu/cpu.cfs_quota_us', -1)
+      .write('cgroup/cpu/cpu.cfs_period_us', 100000);
+    const s = source();
+    const r = await s.read();
+    expect(s.describe()).toEqual({ cpu: 'host', memory: 'cgroup-v1', cpuCgroupPath: undefined, memoryCgroupPath: '/process_api/abc', dataDir: undefined });
+    expect(r.memory).toBeCloseTo(1 / 8, 6);
+  });
+
+  it('counts what an ancestor with a CPU quota uses against that quota', async () => {
+    // Finding 7: /pod has 2 CPUs for /pod/agent (this process, no quota of its own) and a busy sidecar.
+    host()
+      .membership('0::/pod/agent')
+      .write('cgroup/cgroup.controllers', 'cpu memory')
+      .v2('pod', { 'cpu.max': '200000 100000', 'cpu.stat': 'usage_usec 0', 'memory.max': 'max' })
+      .v2('pod/agent', { 'cpu.max': 'max 100000', 'cpu.stat': 'usage_usec 0', 'memory.current': 100 * MiB, 'memory.stat': v2MemoryStat(0), 'memory.max': 'max' });
+    const s = source();
+    await s.read();
+    vi.advanceTimersByTime(1000);
+    // Over 1 s the agent used 0.2 CPU-s, the pod 1.8 CPU-s: 90 % of its quota.
+    tree.v2('pod/agent', { 'cpu.stat': 'usage_usec 200000' }).v2('pod', { 'cpu.stat': 'usage_usec 1800000' });
+    const r = await s.read();
+    expect(r.effectiveCpus).toBe(2);
+    expect(r.cgroupCpu).toBeCloseTo(0.9, 6);
+    expect(r.cpu).toBe(r.cgroupCpu);
+  });
+
+  it('lists every level memory is measured on: the group and each ancestor with a limit', async () => {
+    v2Container();
+    tree.v2('kubepods/pod1', { 'memory.max': 4 * GiB, 'memory.current': 3 * GiB, 'memory.stat': v2MemoryStat(GiB) });
+    const r = await source().read();
+    expect(r.memoryScopes).toEqual([
+      { usedBytes: 500 * MiB, limitBytes: GiB },
+      { usedBytes: 2 * GiB, limitBytes: 4 * GiB },
+    ]);
+    expect(r.memory).toBe(0.5);
+  });
+
+  it('measures the host as the one level when the process is in no cgroup', async () => {
+    host();
+    expect((await source().read()).memoryScopes).toEqual([{ usedBytes: 2 * GiB, limitBytes: 8 * GiB }]);
   });
 });
 
@@ -179,7 +295,7 @@ describe('SystemSource on cgroup v1', () => {
     const s = source();
     const r = await s.read();
     expect(r.failures).toEqual([]);
-    expect(s.describe()).toEqual({ cpu: 'cgroup-v1', memory: 'cgroup-v1', cgroupPath: '/docker/abc', dataDir: undefined });
+    expect(s.describe()).toEqual({ cpu: 'cgroup-v1', memory: 'cgroup-v1', cpuCgroupPath: '/docker/abc', memoryCgroupPath: '/docker/abc', dataDir: undefined });
     expect(r).toMatchObject({ memoryUsedBytes: GiB, memoryLimitBytes: 2 * GiB, memory: 0.5, oomKills: 2, effectiveCpus: 1.5 });
     vi.advanceTimersByTime(1000);
     tree.write('cgroup/cpu,cpuacct/docker/abc/cpuacct.usage', 7_750_000_000);
@@ -210,7 +326,7 @@ describe('SystemSource on the host', () => {
     host();
     const s = source();
     const first = await s.read();
-    expect(s.describe()).toEqual({ cpu: 'host', memory: 'host', cgroupPath: undefined, dataDir: undefined });
+    expect(s.describe()).toEqual({ cpu: 'host', memory: 'host', cpuCgroupPath: undefined, memoryCgroupPath: undefined, dataDir: undefined });
     expect(first).toMatchObject({ memory: 0.25, hostMemory: 0.25, memoryLimitBytes: 8 * GiB, memoryUsedBytes: 2 * GiB, effectiveCpus: 4, cgroupMemory: undefined, oomKills: undefined });
     tree.stat([
       [190, 910],
@@ -329,13 +445,13 @@ describe('SystemSource when files are missing or unreadable', () => {
     v2Container();
     const s = source();
     await s.read();
-    tree.v2('other', { 'memory.current': 100 * MiB, 'memory.stat': v2MemoryStat(0), 'memory.max': 200 * MiB, 'cpu.stat': 'usage_usec 1' });
+    tree.v2('other', { 'memory.current': 100 * MiB, 'memory.stat': v2MemoryStat(0), 'memory.max': 200 * MiB, 'cpu.stat': 'usage_usec 1', 'cpu.max': 'max 100000' });
     tree.remove('cgroup/kubepods/pod1/ctr').membership('0::/other');
     expect((await s.read()).memory).toBeUndefined();
     const moved = await s.read();
     expect(moved.failures).toEqual([]);
     expect(moved.memory).toBeCloseTo(0.5, 6);
-    expect(s.describe()?.cgroupPath).toBe('/other');
+    expect(s.describe()).toMatchObject({ cpuCgroupPath: '/other', memoryCgroupPath: '/other' });
   });
 
   it('gives no CPU figure when the usage counter went backwards', async () => {

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { ResourceReadError } from '../../src/errors.js';
-import type { ResourceController, ResumedEvent, SourceReading, ThrottledEvent, WarningEvent } from '../../src/resource/index.js';
-import { scripted, type ScriptedSource } from './fake.js';
+import { ResourceController, type ResumedEvent, type SourceReading, type ThrottledEvent, type WarningEvent } from '../../src/resource/index.js';
+import { scripted, ScriptedSource } from './fake.js';
 
 const CALM: SourceReading = { cpu: 0.2, memory: 0.2, disk: 0.2 };
 let c: ResourceController | undefined;
@@ -37,11 +37,20 @@ async function step(reading: SourceReading, samples = 1): Promise<void> {
 }
 
 describe('throttling', () => {
-  it('does not use the first sample after start for decisions', async () => {
-    const ctl = await open({}, { cpu: 0.99, memory: 0.99 });
-    expect(ctl.status()).toMatchObject({ throttled: false, metrics: { memory: 0.99 } });
-    await step({ memory: 0.99 });
-    expect(ctl.status()).toMatchObject({ throttled: true, reason: 'memory' });
+  it('does not decide on CPU from the first sample after start', async () => {
+    const ctl = await open({}, { cpu: 0.99, memory: 0.2 });
+    expect(ctl.status()).toMatchObject({ throttled: false, metrics: { cpu: 0.99 } });
+    await step({ cpu: 0.99 });
+    expect(ctl.status()).toMatchObject({ throttled: true, reason: 'cpu' });
+  });
+
+  it('decides on memory and disk from the first sample after start', async () => {
+    // Finding 11: the first-sample rule held every signal back for one interval.
+    const onThrottled = vi.fn();
+    const ctl = await open({ maxConcurrentJobs: 4, minConcurrentJobs: 1, onThrottled }, { memory: 0.99, disk: 0.99, effectiveCpus: 4 });
+    expect(ctl.status()).toMatchObject({ throttled: true, reasons: ['memory', 'disk'] });
+    expect(onThrottled).toHaveBeenCalledTimes(1);
+    expect([1, 2, 3, 4].map(() => ctl.tryAcquire() !== undefined)).toEqual([true, false, false, false]);
   });
 
   it('throttles as soon as one signal is over its threshold, naming every reason, memory first', async () => {
@@ -115,18 +124,35 @@ describe('throttling', () => {
     expect(ctl.status().throttled).toBe(false);
   });
 
-  it('neither throttles nor counts toward resuming on a sample whose reads failed', async () => {
+  it('neither throttles nor counts toward resuming on a sample whose reads just failed', async () => {
     const ctl = await open({ cooldownMs: 2000 });
     const failed = { cpu: 0.2, memory: undefined, failures: [new ResourceReadError('memory', 'memory.current is gone')] };
-    await step(failed, 3);
+    await step(failed);
     expect(ctl.status().throttled).toBe(false);
     await step({ ...CALM, cpu: 0.95 });
-    await step(failed, 5);
+    // The breach was at +2 s; memory fails again at +3 s: that sample restarts the cooldown.
+    await step(failed);
     expect(ctl.status().throttled).toBe(true);
-    await step(CALM, 1);
+    await step(CALM);
     expect(ctl.status().throttled).toBe(true);
-    await step(CALM, 1);
+    await step(CALM);
     expect(ctl.status().throttled).toBe(false);
+    expect(resumed[0]?.throttledMs).toBe(3000);
+  });
+
+  it('lets a signal that stays unreadable hold the resume back for one cooldown only', async () => {
+    // Finding 9: a read that always failed (a dataDir that is gone) kept admission throttled for ever.
+    const ctl = await open({ cooldownMs: 3000 });
+    const noDisk = (cpu: number): SourceReading => ({ cpu, memory: 0.2, failures: [new ResourceReadError('disk', 'Cannot statfs /data')] });
+    await step(noDisk(0.2));
+    await step(noDisk(0.95));
+    expect(ctl.status().throttled).toBe(true);
+    // Disk unreadable since +1 s holds the resume back until +4 s: the last warm sample is +3 s, the resume +6 s.
+    await step(noDisk(0.2), 3);
+    expect(ctl.status().throttled).toBe(true);
+    await step(noDisk(0.2));
+    expect(ctl.status().throttled).toBe(false);
+    expect(resumed).toHaveLength(1);
   });
 
   it('turns a signal off with a threshold of 1', async () => {
@@ -188,8 +214,12 @@ describe('warnings', () => {
     expect(throttled[0]?.reasons).toEqual(['disk']);
   });
 
-  it('is not emitted for the first sample', async () => {
-    await open({}, { cpu: 0.8, memory: 0.8 });
-    expect(warnings).toEqual([]);
+  it('is emitted for the first sample, except for CPU', async () => {
+    const source = new ScriptedSource();
+    source.next = { cpu: 0.8, memory: 0.8 };
+    c = new ResourceController({ source, maxConcurrentJobs: 4 });
+    c.on('warning', (e) => warnings.push(e));
+    await c.start();
+    expect(warnings.map((w) => w.signal)).toEqual(['memory']);
   });
 });
