@@ -1,41 +1,54 @@
 /**
- * `npm start`: a miniature scanner agent and its server in one process.
+ * `npm start`: a miniature scanner agent and its server in one process, using
+ * every module of outpost-sdk.
  *
- * - starts an ingest server on a loopback port, keeping its state in a local
- *   SQLite file (`.outpost/ingest.db`, 0600 in a 0700 directory);
- * - "scans" a few targets, and uploads each report: small ones whole, large
- *   ones in chunks, with the shared retry policy;
- * - makes the server refuse the first attempt of one chunk (503 +
- *   Retry-After) to show a retry, and sends one chunk twice to show dedupe;
- * - prints what the server reassembled, then shuts everything down.
+ * - the server: an ingest handler on a loopback port, its state in
+ *   `.outpost/ingest.db`; it refuses one chunk once (503 + Retry-After) to show
+ *   a retry;
+ * - the agent:
+ *   - a `ResourceController` admits scan jobs only while CPU, memory and the
+ *     disk holding `.outpost/` allow, and aborts a job past its timeout;
+ *   - each job "scans" a target and hands its report to the durable outbox
+ *     (`ChunkManager`, `.outpost/chunks.db`): small reports are sent whole,
+ *     large ones in chunks that each carry the assets their findings refer to;
+ *   - an `AuditLogger` writes every job, upload and throttle to
+ *     `.outpost/audit/` (JSON lines, 0600 in a 0700 directory);
+ * - waits until everything is uploaded, prints what happened, closes
+ *   everything, and exits on its own.
  *
- * Everything runs on embedded defaults; no network beyond 127.0.0.1.
+ * Everything runs on embedded defaults; no network beyond 127.0.0.1. Files
+ * holding data are 0600 in 0700 directories under `OUTPOST_DATA_DIR`
+ * (default `./.outpost`).
  */
+import { readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { AuditLogger } from '../src/audit/index.js';
+import { ChunkManager } from '../src/chunk/index.js';
 import { createIngestHandler, staticTokenAuthenticator } from '../src/ingest/index.js';
-import { HttpUploader, RetryPolicy, encodeBody, type ChunkUpload } from '../src/transport/index.js';
+import { ResourceController } from '../src/resource/index.js';
+import { HttpUploader } from '../src/transport/index.js';
 
 const dataDir = process.env['OUTPOST_DATA_DIR'] ?? join(process.cwd(), '.outpost');
 const token = 'example-agent-token';
+const tenantId = 'tenant-demo';
 
 // ── The server side ──────────────────────────────────────────────────────────
 const ingest = createIngestHandler({
   store: join(dataDir, 'ingest.db'),
-  authenticate: staticTokenAuthenticator({ [token]: 'tenant-demo' }),
+  authenticate: staticTokenAuthenticator({ [token]: tenantId }),
   onReport: (report, info) => {
     const findings = (report['findings'] as unknown[]).length;
     const assets = (report['assets'] as unknown[]).length;
     console.log(`server: report ${info.reportId} complete — ${info.totalChunks} chunk(s), ${findings} findings, ${assets} assets, ${info.rawBytes} bytes`);
   },
 });
-ingest.on('rejected', (e) => console.log(`server: refused ${e.path} with ${e.status} ${e.code}`));
 ingest.on('error', (err) => console.error('server error:', err));
 
 let refuseOnce = true;
 const server = createServer((req, res) => {
-  // Simulate an overloaded server once, to show the retry policy honouring Retry-After.
+  // Simulate an overloaded server once, to show the outbox backing off and honouring Retry-After.
   if (refuseOnce && req.headers['outpost-chunk-index'] === '1') {
     refuseOnce = false;
     res.writeHead(503, { 'retry-after': '1', 'content-type': 'application/json', connection: 'close' });
@@ -49,58 +62,87 @@ const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 console.log(`server: listening on ${url}, state in ${dataDir}`);
 
 // ── The agent side ───────────────────────────────────────────────────────────
+const audit = new AuditLogger({ agentId: 'demo-agent', tenantId, logFile: join(dataDir, 'audit', 'audit.log'), flushIntervalMs: 500 });
+await audit.start();
+audit.info('agent_start', 'demo agent starting', { url });
+
+const resources = new ResourceController({ dataDir, sampleIntervalMs: 500, cooldownMs: 2_000 });
+resources.on('throttled', (e) => {
+  console.log(`agent:  throttled (${e.message})`);
+  audit.resourceThrottle(e.reason, { message: e.message });
+});
+resources.on('resumed', () => audit.info('resource_resume', 'admission resumed'));
+await resources.start();
+
 const uploader = new HttpUploader({ url, token, uploadTimeoutMs: 10_000 });
-const policy = new RetryPolicy({ retryDelayMs: 200, maxRetryDelayMs: 2_000 });
+const outbox = new ChunkManager({
+  uploader,
+  databasePath: join(dataDir, 'chunks.db'),
+  uploadDelayMs: 0,
+  retryPolicy: { retryDelayMs: 200, maxRetryDelayMs: 2_000 },
+});
+outbox.on('chunk-uploaded', (e) => audit.chunkUploaded(e.reportId, e.index, e.total, e.storedBytes));
+outbox.on('chunk-retry', (e) => console.log(`agent:  chunk ${e.index + 1}/${e.total} of ${e.reportId} failed (${e.error.code} ${e.error.status ?? ''}); retry in ${e.delayMs} ms`));
+outbox.on('chunk-dead', (e) => audit.error('chunk_failed', `gave up chunk ${e.index} of ${e.reportId}: ${e.reason}`));
+outbox.on('report-completed', (e) => console.log(`agent:  ${e.reportId} acknowledged: ${e.totalChunks} chunk(s) in ${e.durationMs} ms`));
+outbox.on('error', (err) => audit.error('agent_error', err.message, { code: err.code }));
+await outbox.start();
+
 const runId = Date.now().toString(36);
 
+/** A fake scan: `findingCount` findings over files of `target`. */
 function scan(target: string, findingCount: number) {
   const assets = Array.from({ length: Math.ceil(findingCount / 50) }, (_, i) => ({ id: `${target}-asset-${i}`, kind: 'file', path: `/srv/${target}/file-${i}.ts` }));
   const findings = Array.from({ length: findingCount }, (_, i) => ({
     id: `${target}-${i}`,
     rule: `RULE-${i % 17}`,
     severity: ['low', 'medium', 'high'][i % 3],
-    asset: assets[Math.floor(i / 50)]?.id,
+    assetId: assets[Math.floor(i / 50)]?.id,
     line: (i * 37) % 900,
   }));
   return { metadata: { tool: 'demo-scanner', target, startedAt: new Date().toISOString() }, findings, assets };
 }
 
-async function send<T>(what: string, attempt: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
-  return policy.retry(attempt, {
-    maxRetries: 5,
-    onRetry: (err, n, delayMs) => console.log(`agent:  ${what} failed (${err.code}${err.status ? ` ${err.status}` : ''}); retry ${n} in ${delayMs} ms`),
-  });
-}
+const jobs = [
+  { target: 'web-frontend', findings: 40 },
+  { target: 'payments-api', findings: 900 },
+  { target: 'monorepo', findings: 6_000 },
+];
+await Promise.all(
+  jobs.map(async ({ target, findings }) => {
+    const jobId = `${target}-${runId}`;
+    // Wait for a slot (FIFO), run the job with an enforced timeout, give the slot back however it ends.
+    await resources.run(
+      async (signal) => {
+        const started = Date.now();
+        audit.jobStarted(jobId, 'scan', { target });
+        const report = scan(target, findings);
+        const receipt = await outbox.submitReport(report, { tenantId, reportId: jobId, signal });
+        // Resolved: the report is on disk and will reach the server even if this process dies now.
+        audit.jobCompleted(jobId, Date.now() - started, { chunks: receipt.totalChunks, rawBytes: receipt.rawBytes, storedBytes: receipt.storedBytes });
+        console.log(`agent:  ${jobId} stored: ${receipt.chunked ? `${receipt.totalChunks} chunks` : 'whole'}, ${receipt.rawBytes} → ${receipt.storedBytes} bytes`);
+      },
+      { timeoutMs: 60_000 },
+    );
+  }),
+);
 
-// A small report goes whole.
-const small = scan('web-frontend', 40);
-const smallBody = await encodeBody(small);
-const smallId = `web-frontend-${runId}`;
-const r1 = await send('report', (signal) => uploader.uploadReport({ reportId: smallId, ...smallBody }, { signal }));
-console.log(`agent:  sent ${smallId} whole (${smallBody.rawBytes} → ${smallBody.body.length} bytes): ${r1.status}`);
-
-// A large report goes in chunks, each carrying the assets its findings reference; metadata rides in chunk 0.
-const large = scan('monorepo', 3_000);
-const perChunk = 1_000;
-const total = Math.ceil(large.findings.length / perChunk);
-const largeId = `monorepo-${runId}`;
-const chunks: ChunkUpload[] = [];
-for (let index = 0; index < total; index++) {
-  const findings = large.findings.slice(index * perChunk, (index + 1) * perChunk);
-  const used = new Set(findings.map((f) => f.asset));
-  const part = { ...(index === 0 ? { metadata: large.metadata } : {}), findings, assets: large.assets.filter((a) => used.has(a.id)) };
-  chunks.push({ reportId: largeId, index, total, ...(await encodeBody(part)) });
-}
-for (const chunk of chunks.slice().reverse()) {
-  const r = await send(`chunk ${chunk.index + 1}/${total}`, (signal) => uploader.uploadChunk(chunk, { signal }));
-  console.log(`agent:  chunk ${chunk.index + 1}/${total} of ${largeId} (${chunk.rawBytes} → ${chunk.body.length} bytes): ${r.status}, server has ${r.receivedChunks}/${r.totalChunks}`);
-}
-const again = await uploader.uploadChunk(chunks[0] as ChunkUpload);
-console.log(`agent:  chunk 1/${total} sent again: ${again.status} (duplicate: ${again.duplicate})`);
-console.log('agent: ', await uploader.getReportStatus(largeId));
+await outbox.flush({ signal: AbortSignal.timeout(30_000) });
+const status = resources.status();
+console.log(`agent:  resources: ${status.activeJobs} active, ${status.maxJobs} max, throttled: ${status.throttled}, cpu from ${status.source?.cpu ?? 'unknown'}, memory from ${status.source?.memory ?? 'unknown'}`);
+console.log('agent:  outbox:', JSON.stringify(outbox.stats().chunks));
 
 // ── Shut down: everything closes, the process exits by itself ────────────────
+audit.info('agent_stop', 'demo agent stopping');
+await outbox.close();
 await uploader.close();
+await resources.close();
+await audit.close();
 await new Promise<void>((resolve) => server.close(() => resolve()));
 await ingest.close();
+const auditDir = join(dataDir, 'audit');
+const lines = readdirSync(auditDir)
+  .filter((f) => f.endsWith('.log'))
+  .flatMap((f) => readFileSync(join(auditDir, f), 'utf8').trim().split('\n'));
+console.log(`audit:  ${lines.length} line(s) in ${auditDir}; the last: ${lines.at(-1)}`);
 console.log('server:', ingest.stats());
