@@ -138,19 +138,19 @@ export class AuditLogger extends AuditContextLogger {
 
   /** Subscribes to an event. */
   on<K extends keyof AuditLoggerEvents>(event: K, listener: (...args: AuditLoggerEvents[K]) => void): this {
-    (this.#core.emitter.events.on as (e: K, l: (...args: AuditLoggerEvents[K]) => void) => unknown)(event, listener);
+    this.#core.emitter.on(event, listener);
     return this;
   }
 
   /** Subscribes to the next occurrence of an event. */
   once<K extends keyof AuditLoggerEvents>(event: K, listener: (...args: AuditLoggerEvents[K]) => void): this {
-    (this.#core.emitter.events.once as (e: K, l: (...args: AuditLoggerEvents[K]) => void) => unknown)(event, listener);
+    this.#core.emitter.once(event, listener);
     return this;
   }
 
   /** Unsubscribes a listener. */
   off<K extends keyof AuditLoggerEvents>(event: K, listener: (...args: AuditLoggerEvents[K]) => void): this {
-    (this.#core.emitter.events.off as (e: K, l: (...args: AuditLoggerEvents[K]) => void) => unknown)(event, listener);
+    this.#core.emitter.off(event, listener);
     return this;
   }
 }

@@ -11,8 +11,9 @@ export type ErrorEvents = { error: [error: OutpostError] };
 
 /**
  * Emits typed events. A listener that throws is reported with
- * `process.emitWarning(ListenerError)`; an `'error'` without listeners becomes
- * a process warning instead of an uncaught exception.
+ * `process.emitWarning(ListenerError)`, and the listeners after it still run;
+ * an `'error'` without listeners becomes a process warning instead of an
+ * uncaught exception.
  */
 export class SafeEmitter<E extends Record<keyof E, unknown[]> & ErrorEvents> {
   readonly events = new EventEmitter<E>();
@@ -23,13 +24,31 @@ export class SafeEmitter<E extends Record<keyof E, unknown[]> & ErrorEvents> {
     this.#where = where;
   }
 
-  /** Emits `event`; never throws. */
+  /** Emits `event` to each listener in turn; never throws, and one listener's throw does not skip the others. */
   emit<K extends keyof E & string>(event: K, ...args: E[K]): void {
-    try {
-      (this.events.emit as (name: string, ...values: unknown[]) => boolean).call(this.events, event, ...args);
-    } catch (err) {
-      process.emitWarning(new ListenerError(`${this.#where} '${event}'`, err));
+    const listeners = (this.events as EventEmitter).rawListeners(event) as ((...values: unknown[]) => unknown)[];
+    for (const listener of listeners) {
+      try {
+        listener.apply(this.events, args); // a `once` wrapper removes itself before it calls the listener
+      } catch (err) {
+        process.emitWarning(new ListenerError(`${this.#where} '${event}'`, err));
+      }
     }
+  }
+
+  /** Adds a listener. */
+  on<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): void {
+    (this.events as EventEmitter).on(event, listener as (...args: unknown[]) => void);
+  }
+
+  /** Adds a listener for the next occurrence only. */
+  once<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): void {
+    (this.events as EventEmitter).once(event, listener as (...args: unknown[]) => void);
+  }
+
+  /** Removes a listener. */
+  off<K extends keyof E & string>(event: K, listener: (...args: E[K]) => void): void {
+    (this.events as EventEmitter).off(event, listener as (...args: unknown[]) => void);
   }
 
   /** Whether anyone listens to `event`: lets callers skip building an event nobody reads. */

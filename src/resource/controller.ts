@@ -126,19 +126,19 @@ export class ResourceController {
 
   /** Subscribes to an event. */
   on<K extends keyof ResourceControllerEvents>(event: K, listener: (...args: ResourceControllerEvents[K]) => void): this {
-    (this.#emitter.events.on as (e: K, l: (...args: ResourceControllerEvents[K]) => void) => unknown)(event, listener);
+    this.#emitter.on(event, listener);
     return this;
   }
 
   /** Subscribes to the next occurrence of an event. */
   once<K extends keyof ResourceControllerEvents>(event: K, listener: (...args: ResourceControllerEvents[K]) => void): this {
-    (this.#emitter.events.once as (e: K, l: (...args: ResourceControllerEvents[K]) => void) => unknown)(event, listener);
+    this.#emitter.once(event, listener);
     return this;
   }
 
   /** Unsubscribes a listener. */
   off<K extends keyof ResourceControllerEvents>(event: K, listener: (...args: ResourceControllerEvents[K]) => void): this {
-    (this.#emitter.events.off as (e: K, l: (...args: ResourceControllerEvents[K]) => void) => unknown)(event, listener);
+    this.#emitter.off(event, listener);
     return this;
   }
 
