@@ -7,8 +7,9 @@
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { createIngestHandler, staticTokenAuthenticator, type IngestStats } from 'outpost-sdk/ingest';
+import { startWorkerServer } from './worker-server.js';
 
 export const TOKEN = 'chunk-bench-token';
 export const TENANT = 'tenant-a';
@@ -46,33 +47,8 @@ export interface IngestServer {
 }
 
 /** Starts the ingest server in a worker thread. */
-export async function startIngestServer(): Promise<IngestServer> {
-  // Workers do not inherit tsx's loader hooks on Node 20: register them, then load this file.
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
-    .then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-  const worker = new Worker(bootstrap, { eval: true, workerData: ROLE });
-  const next = (): Promise<FromServer> =>
-    new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      worker.once('error', onError);
-      worker.once('message', (m: FromServer) => {
-        worker.off('error', onError);
-        resolve(m);
-      });
-    });
-  const hello = await next();
-  if (!('port' in hello)) throw new Error('unexpected message from the ingest worker');
-  return {
-    url: `http://127.0.0.1:${hello.port}`,
-    async stop() {
-      const done = next();
-      worker.postMessage('close');
-      const bye = await done;
-      await new Promise((resolve) => worker.once('exit', resolve));
-      if ('port' in bye) throw new Error('unexpected message from the ingest worker');
-      return bye;
-    },
-  };
+export function startIngestServer(): Promise<IngestServer> {
+  return startWorkerServer<{ stats: IngestStats; errors: number }>(import.meta.url, ROLE);
 }
 
 if (!isMainThread && workerData === ROLE) await serve();

@@ -21,11 +21,12 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { decompress } from '@mongodb-js/zstd';
 import { Pool } from 'undici';
 import { createIngestHandler, type IngestStats } from 'outpost-sdk/ingest';
 import { HttpUploader, encodeBody, type ChunkUpload, type EncodedBody } from 'outpost-sdk/transport';
+import { startWorkerServer } from './worker-server.js';
 
 type ServerKind = 'sink' | 'ingest';
 type FromServer = { readonly port: number } | { readonly stats: IngestStats | undefined; readonly errors: number };
@@ -81,33 +82,8 @@ interface ServerHandle {
   stop(): Promise<{ stats: IngestStats | undefined; errors: number }>;
 }
 
-async function startServer(kind: ServerKind): Promise<ServerHandle> {
-  // Workers do not inherit tsx's loader hooks on Node 20: register them, then load this file.
-  const bootstrap = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
-    .then((tsx) => { tsx.register(); return import(${JSON.stringify(import.meta.url)}); })`;
-  const worker = new Worker(bootstrap, { eval: true, workerData: kind });
-  const next = (): Promise<FromServer> =>
-    new Promise((resolve, reject) => {
-      const onError = (err: Error): void => reject(err);
-      worker.once('error', onError);
-      worker.once('message', (m: FromServer) => {
-        worker.off('error', onError);
-        resolve(m);
-      });
-    });
-  const hello = await next();
-  if (!('port' in hello)) throw new Error('unexpected message from server worker');
-  return {
-    url: `http://127.0.0.1:${hello.port}`,
-    async stop() {
-      const done = next();
-      worker.postMessage('close');
-      const bye = await done;
-      await new Promise((resolve) => worker.once('exit', resolve));
-      if ('port' in bye) throw new Error('unexpected message from server worker');
-      return bye;
-    },
-  };
+function startServer(kind: ServerKind): Promise<ServerHandle> {
+  return startWorkerServer<{ stats: IngestStats | undefined; errors: number }>(import.meta.url, kind);
 }
 
 // ---------------------------------------------------------------------------
