@@ -4,10 +4,10 @@
  * time, handing them on in index order.
  * @internal
  */
-import { ChunkError, InvalidArgumentError } from '../errors.js';
+import { InvalidArgumentError } from '../errors.js';
 import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
 import { encodeBody } from '../transport/index.js';
-import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, type BuiltChunk, type ChunkLimits } from './splitter.js';
+import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, tooManyChunks, type BuiltChunk, type ChunkLimits } from './splitter.js';
 import type { ChunkInsert } from './store.js';
 
 /** A report: optional `metadata` (and any other fields, which ride in chunk 0), `findings` and `assets` arrays. */
@@ -196,7 +196,7 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
       i = fast.end;
       continue;
     }
-    const builder = new ChunkBuilder(settings, decision.head, lookup, false, index);
+    const builder = new ChunkBuilder(settings, decision.head, lookup, index);
     let closed: BuiltChunk | undefined;
     let j = i;
     for (; j < findings.length && closed === undefined; j++) {
@@ -212,7 +212,7 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
     i = j;
   }
 
-  const builder = new ChunkBuilder(settings, decision.head, lookup, false, index);
+  const builder = new ChunkBuilder(settings, decision.head, lookup, index);
   for (let i = 0; i < assets.length; i++) {
     const key = assetKeyOf(assets[i]);
     const json = jsonOfAsset(i);
@@ -228,9 +228,6 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
   return { kind: 'chunked', chunks, digest: digest.digest(), rawBytes };
 }
 
-function tooManyChunks(): ChunkError {
-  return new ChunkError('OUTPOST_CHUNK_TOO_MANY', `The report needs more than ${MAX_CHUNKS_PER_REPORT} chunks (protocol v1's limit); raise \`maxFindingsPerChunk\`, \`maxAssetsPerChunk\` or \`maxChunkSizeBytes\`, or split it into several reports`);
-}
 
 /** A chunk built by the fast path. */
 interface FastChunk {

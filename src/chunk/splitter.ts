@@ -33,6 +33,14 @@ export interface BuiltChunk {
 /** Resolves an asset key to its JSON, or `undefined` when no such asset is known (yet). */
 export type AssetLookup = (key: string) => string | undefined;
 
+/** The error for a report that needs more chunks than protocol v1 allows. */
+export function tooManyChunks(): ChunkError {
+  return new ChunkError(
+    'OUTPOST_CHUNK_TOO_MANY',
+    `The report needs more than ${MAX_CHUNKS_PER_REPORT} chunks (protocol v1's limit); raise \`maxFindingsPerChunk\`, \`maxAssetsPerChunk\` or \`maxChunkSizeBytes\`, or split it into several reports`,
+  );
+}
+
 /** Key of an asset id: `"1"` and `1` are different ids, as on the server. */
 export function assetKey(id: unknown): string | undefined {
   if (typeof id === 'string') return `s${id}`;
@@ -129,17 +137,12 @@ export class ChunkBuilder {
   #assetKeys: string[] = [];
   #assetSet = new Set<string>();
   #bytes: number;
-  /** Every asset key some chunk has carried (only when tracked: a stream does not need it). */
-  readonly emitted = new Set<string>();
-  readonly #trackEmitted: boolean;
 
   /**
    * @param head - chunk 0's extra members (ignored unless `startIndex` is 0)
-   * @param trackEmitted - remember every asset key carried, in {@link emitted}
    * @param startIndex - index of the first chunk this builder closes
    */
-  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup, trackEmitted = true, startIndex = 0) {
-    this.#trackEmitted = trackEmitted;
+  constructor(limits: ChunkLimits, head: string, lookup: AssetLookup, startIndex = 0) {
     this.#index = startIndex;
     if (startIndex > 0) head = '';
     this.#limits = limits;
@@ -214,7 +217,6 @@ export class ChunkBuilder {
     if (key !== undefined) {
       this.#assetSet.add(key);
       this.#assetKeys.push(key);
-      if (this.#trackEmitted) this.emitted.add(key);
     }
   }
 
@@ -253,7 +255,7 @@ export class ChunkBuilder {
     const chunk: BuiltChunk = { index: this.#index, json, findings: this.#findings.length, assets: this.#assets.length, assetKeys: this.#assetKeys };
     this.#index++;
     if (this.#index > MAX_CHUNKS_PER_REPORT) {
-      throw new ChunkError('OUTPOST_CHUNK_TOO_MANY', `The report needs more than ${MAX_CHUNKS_PER_REPORT} chunks (protocol v1's limit); raise \`maxFindingsPerChunk\`, \`maxAssetsPerChunk\` or \`maxChunkSizeBytes\`, or split it into several reports`);
+      throw tooManyChunks();
     }
     this.#findings = [];
     this.#assets = [];

@@ -145,7 +145,7 @@ export async function stageStream(ctx: StageContext, items: AsyncIterable<Stream
     // Keep what events need, not the body.
     staged.push({ index: chunk.index, rawBytes: chunk.rawBytes, storedBytes: chunk.body.byteLength });
   });
-  const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json, false);
+  const builder = new ChunkBuilder(settings, head, (k) => pendingByKey.get(k) ?? store.s.stageAsset.get(key, k)?.json);
   const push = async (built: BuiltChunk | undefined): Promise<void> => {
     if (built !== undefined) await window.push(built);
   };
