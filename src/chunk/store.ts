@@ -299,6 +299,23 @@ export class ChunkStore {
     this.guard('discard the report', () => this.s.deleteReport.run(key));
   }
 
+  /**
+   * Runs `fn` with `synchronous=NORMAL`, then restores `FULL`. For writes whose
+   * loss on a power cut is harmless — a claim (start-up resets it) or an
+   * acknowledgement (the chunk is sent again and the server answers it as a
+   * duplicate) — so they do not each wait for an fsync. A process crash loses
+   * none of them: in WAL mode they are in the log the moment they commit, and
+   * the next FULL commit syncs them with it.
+   */
+  relaxed<T>(fn: () => T): T {
+    this.db.pragma('synchronous = NORMAL');
+    try {
+      return fn();
+    } finally {
+      this.db.pragma('synchronous = FULL');
+    }
+  }
+
   /** The database's size: file and WAL on disk, and pages in use. */
   size(): StorageSize {
     let file = 0;

@@ -69,7 +69,7 @@ export class UploadLoop {
       // The earliest due time comes from a small index; only when something is due does the claim sort the queue.
       const due = store.s.nextAttemptAt.get()?.at ?? null;
       if (free > 0 && due !== null && due <= now) {
-        const claimed = store.s.claim.all(now, free);
+        const claimed = store.relaxed(() => store.s.claim.all(now, free));
         for (const chunk of claimed) this.#launch(chunk);
       }
       this.#arm();
@@ -233,23 +233,26 @@ export class UploadLoop {
   #uploaded(chunk: ClaimedChunk, result: UploadResult): void {
     const { options, emitter, store } = this.#ctx;
     const now = options.now();
-    const outcome = store.db
-      .transaction(() => {
-        // The chunk may have died meanwhile (another chunk of its report was refused): nothing to record.
-        if (store.s.markUploaded.run(now, chunk.rowid).changes === 0) return 'gone' as const;
-        if (options.autoCleanupOnUpload) store.s.freeBody.run(chunk.rowid);
-        if ((store.s.notUploaded.get(chunk.report_key)?.n ?? 1) > 0) return undefined;
-        store.s.completeReport.run(now, chunk.report_key);
-        const report = store.s.reportByKey.get(chunk.report_key);
-        let deleted: CleanupLayerResult | undefined;
-        if (options.cleanupOnReportComplete) {
-          const rows = store.s.reportBodies.get(chunk.report_key);
-          store.s.deleteReport.run(chunk.report_key);
-          deleted = { layer: 'completed', chunks: rows?.n ?? 0, reports: 1, bytesFreed: rows?.bytes ?? 0 };
-        }
-        return report === undefined ? undefined : { report, deleted };
-      })
-      .immediate();
+    // An acknowledgement lost to a power cut only means the chunk is sent again (a duplicate): no fsync wait.
+    const outcome = store.relaxed(() =>
+      store.db
+        .transaction(() => {
+          // The chunk may have died meanwhile (another chunk of its report was refused): nothing to record.
+          if (store.s.markUploaded.run(now, chunk.rowid).changes === 0) return 'gone' as const;
+          if (options.autoCleanupOnUpload) store.s.freeBody.run(chunk.rowid);
+          if ((store.s.notUploaded.get(chunk.report_key)?.n ?? 1) > 0) return undefined;
+          store.s.completeReport.run(now, chunk.report_key);
+          const report = store.s.reportByKey.get(chunk.report_key);
+          let deleted: CleanupLayerResult | undefined;
+          if (options.cleanupOnReportComplete) {
+            const rows = store.s.reportBodies.get(chunk.report_key);
+            store.s.deleteReport.run(chunk.report_key);
+            deleted = { layer: 'completed', chunks: rows?.n ?? 0, reports: 1, bytesFreed: rows?.bytes ?? 0 };
+          }
+          return report === undefined ? undefined : { report, deleted };
+        })
+        .immediate(),
+    );
     if (outcome === 'gone') return;
     const ref = { tenantId: chunk.tenant_id, reportId: chunk.report_id, index: chunk.idx, total: chunk.total_chunks };
     emitter.emit('chunk-uploaded', { ...ref, attempts: chunk.attempts + 1, status: result.status, duplicate: result.duplicate, storedBytes: chunk.stored_bytes });
