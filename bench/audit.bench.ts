@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldLoop } from 'node:timers/promises';
 import { pino } from 'pino';
 import { AuditLogger } from 'outpost-sdk/audit';
+import { median, round } from './stats.js';
 
 const EVENTS = intEnv('BENCH_EVENTS', 200_000);
 const ROUNDS = intEnv('BENCH_ROUNDS', 5);
@@ -166,16 +167,7 @@ function quantile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 }
 
-function median(values: readonly number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 function fmt(x: number): string {
   return Math.round(x).toLocaleString('en-US');

@@ -43,6 +43,7 @@ import { ChunkManager, type ChunkManagerOptions, type Report, type SubmitReceipt
 import { HttpUploader, type ChunkUpload, type ReportUpload, type UploadCallOptions, type UploadResult, type Uploader } from 'outpost-sdk/transport';
 import { FINDINGS_PER_ASSET, METADATA, Synth, makeReport, preSplit, streamItems } from './chunk-data.js';
 import { TENANT, TOKEN, startIngestServer, type IngestServer } from './chunk-server.js';
+import { at, median, round } from './stats.js';
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 9);
 const PARTS = ['ingest', 'stream', 'drain'] as const;
@@ -440,22 +441,8 @@ async function main(): Promise<void> {
 // ---------------------------------------------------------------------------
 // Helpers
 
-function at<T>(list: readonly T[], i: number): T {
-  const v = list[i];
-  if (v === undefined) throw new RangeError(`index ${i} out of range`);
-  return v;
-}
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? at(s, mid) : (at(s, mid - 1) + at(s, mid)) / 2;
-}
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);

@@ -22,6 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import si from 'systeminformation';
 import { ResourceController, SystemSource, type Slot } from 'outpost-sdk/resource';
+import { median, round } from './stats.js';
 
 const RUN_SECONDS = Number(process.env['BENCH_SECONDS'] ?? 1);
 if (!(RUN_SECONDS > 0)) throw new Error('BENCH_SECONDS must be a positive number');
@@ -225,16 +226,7 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 function fmtOps(x: number): string {
   return `${(x / 1e6).toFixed(2)} M ops/s`;

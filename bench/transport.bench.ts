@@ -27,6 +27,7 @@ import { Pool } from 'undici';
 import { createIngestHandler, type IngestStats } from 'outpost-sdk/ingest';
 import { HttpUploader, encodeBody, type ChunkUpload, type EncodedBody } from 'outpost-sdk/transport';
 import { startWorkerServer } from './worker-server.js';
+import { at, median, round } from './stats.js';
 
 type ServerKind = 'sink' | 'ingest';
 type FromServer = { readonly port: number } | { readonly stats: IngestStats | undefined; readonly errors: number };
@@ -358,26 +359,12 @@ async function timed(n: number, c: number, send: (i: number) => Promise<void>): 
   return (performance.now() - t0) / 1000;
 }
 
-function at<T>(list: readonly T[], i: number): T {
-  const v = list[i];
-  if (v === undefined) throw new RangeError(`index ${i} out of range`);
-  return v;
-}
 
 function mean(xs: readonly number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? at(s, mid) : (at(s, mid - 1) + at(s, mid)) / 2;
-}
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
-}
 
 function kb(bytes: number): string {
   return (bytes / 1024).toFixed(1);
