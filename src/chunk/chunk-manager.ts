@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { ChunkError, IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { deleteReports, dropOldestPending, expirePending, freeUploadedBodies, vacuum, type CleanupLayerResult, type CleanupResult, type CleanupTrigger, type DroppedReport, type Expired } from './cleanup.js';
-import { encodeReport, needsChunking as decideChunking, type Report, type SplitSettings } from './encode.js';
+import { checkWholeBody } from './whole.js';
+import { encodeReport, encodeWhole, needsChunking as decideChunking, wholeReport, type EncodedReport, type Report, type SplitSettings, type WholeReportBody } from './encode.js';
 import { ChunkEmitter, type ChunkManagerEvents, type ChunkManagerStats, type ChunkStateStats, type OutboxReport } from './events.js';
 import { resolveChunkManagerOptions, type ChunkManagerOptions, type ResolvedChunkManagerOptions } from './options.js';
 import { ChunkStore, type InsertOutcome, type ReportHeader } from './store.js';
@@ -190,17 +191,48 @@ export class ChunkManager {
       this.#assertRunning('submit a report');
       const header = this.#header(options);
       const encoded = await encodeReport(report, this.#settings, options.signal);
-      options.signal?.throwIfAborted();
-      // A submission accepted while running is stored even if close() began meanwhile: close() waits for it.
-      const store = this.#open('submit a report', true);
-      // The same report again is a no-op: answer before asking for room.
-      const existing = store.s.reportById.get(header.tenantId, header.reportId);
-      if (existing === undefined || existing.state === 'dead') await this.#ensureRoom(encoded.chunks.reduce((n, c) => n + c.body.byteLength + ROW_OVERHEAD_BYTES, 0));
-      options.signal?.throwIfAborted();
-      const outcome = store.insertReport(header, encoded.kind, encoded.digest, encoded.chunks, this.options.now());
-      const sizes = encoded.chunks.map((c) => ({ index: c.index, rawBytes: c.rawBytes, storedBytes: c.body.byteLength }));
-      return this.#stored(header, outcome, encoded.kind, sizes, encoded.rawBytes);
+      return this.#storeEncoded(header, encoded, options.signal);
     });
+  }
+
+  /**
+   * Encodes `report` as one body exactly as this outbox would send it whole,
+   * or resolves `undefined` when this outbox would split it into chunks. The
+   * upload pipeline uses it so that a report it sends and a report it later
+   * spills here are the same bytes under the same id (the server then answers
+   * "duplicate", not "conflict"). Needs no running outbox.
+   * @throws {@link InvalidArgumentError} when the report cannot be serialised
+   */
+  encodeWholeReport(report: Report): Promise<WholeReportBody | undefined> {
+    return encodeWhole(report, this.#settings, this.options.compressionLevel);
+  }
+
+  /**
+   * Stores a report already encoded by {@link ChunkManager.encodeWholeReport}
+   * (or {@link encodeWholeReport}) as a whole report, without serialising it
+   * again. Same guarantees and errors as {@link ChunkManager.submitReport}.
+   * @throws {@link InvalidArgumentError} when `body` is not an encoded whole report this outbox would send whole
+   */
+  submitEncodedReport(body: WholeReportBody, options: SubmitOptions): Promise<SubmitReceipt> {
+    return this.#track(async () => {
+      this.#assertRunning('submit a report');
+      const header = this.#header(options);
+      checkWholeBody(body, this.options.maxChunkSizeBytes);
+      return this.#storeEncoded(header, wholeReport(body), options.signal);
+    });
+  }
+
+  async #storeEncoded(header: ReportHeader, encoded: EncodedReport, signal: AbortSignal | undefined): Promise<SubmitReceipt> {
+    signal?.throwIfAborted();
+    // A submission accepted while running is stored even if close() began meanwhile: close() waits for it.
+    const store = this.#open('submit a report', true);
+    // The same report again is a no-op: answer before asking for room.
+    const existing = store.s.reportById.get(header.tenantId, header.reportId);
+    if (existing === undefined || existing.state === 'dead') await this.#ensureRoom(encoded.chunks.reduce((n, c) => n + c.body.byteLength + ROW_OVERHEAD_BYTES, 0));
+    signal?.throwIfAborted();
+    const outcome = store.insertReport(header, encoded.kind, encoded.digest, encoded.chunks, this.options.now());
+    const sizes = encoded.chunks.map((c) => ({ index: c.index, rawBytes: c.rawBytes, storedBytes: c.body.byteLength }));
+    return this.#stored(header, outcome, encoded.kind, sizes, encoded.rawBytes);
   }
 
   /**

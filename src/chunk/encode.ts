@@ -6,7 +6,7 @@
  */
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
-import { encodeBody } from '../transport/index.js';
+import { encodeBody, type EncodedBody } from '../transport/index.js';
 import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, tooManyChunks, type BuiltChunk, type ChunkLimits } from './splitter.js';
 import type { ChunkInsert } from './store.js';
 
@@ -132,6 +132,54 @@ function decide(report: Report, settings: SplitSettings): Decision {
 }
 
 /**
+ * A report encoded as one body, exactly as the outbox sends a report it does
+ * not split: the same bytes, so a server that already has it answers
+ * "duplicate" whichever side sent it first.
+ */
+export interface WholeReportBody extends EncodedBody {
+  /** The report's content digest (independent of how it is split), hex; the outbox's duplicate check uses it. */
+  readonly contentDigest: string;
+}
+
+/**
+ * Encodes `report` whole, in the outbox's canonical form: the report's other
+ * fields first, then `"findings"` and `"assets"` (empty arrays when absent).
+ * With `settings`, resolves `undefined` when those settings would split the
+ * report instead (it is measured as it is serialised, and given up on early).
+ * @throws {@link InvalidArgumentError} when the report or one of its items cannot be serialised
+ */
+export async function encodeWhole(report: Report, settings: SplitSettings | undefined, compressionLevel: number): Promise<WholeReportBody | undefined> {
+  checkReport(report);
+  let decision: Decision;
+  if (settings !== undefined) {
+    decision = decide(report, settings);
+    if (decision.chunked) return undefined;
+  } else {
+    const serialise = (list: readonly unknown[], what: string): string[] => list.map((item, i) => stringifyItem(item, `${what} ${i}`));
+    decision = { chunked: false, head: headOf(report), findings: serialise(report.findings ?? [], 'Finding'), assets: serialise(report.assets ?? [], 'Asset') };
+  }
+  return wholeBody(decision, compressionLevel);
+}
+
+/** A whole body as the one-chunk report the store takes. */
+export function wholeReport(whole: WholeReportBody): EncodedReport {
+  const chunk: ChunkInsert = { index: 0, sha256: whole.sha256, rawBytes: whole.rawBytes, encoding: whole.encoding, body: whole.body };
+  return { kind: 'whole', chunks: [chunk], digest: whole.contentDigest, rawBytes: whole.rawBytes };
+}
+
+async function wholeBody(decision: Decision, compressionLevel: number): Promise<WholeReportBody> {
+  const f = decision.findings ?? [];
+  const a = decision.assets ?? [];
+  const digest = new ContentDigest();
+  digest.head(decision.head);
+  for (const s of f) digest.finding(s);
+  for (const s of a) digest.asset(s);
+  const json = Buffer.from(`{${decision.head}"findings":[${f.join(',')}],"assets":[${a.join(',')}]}`, 'utf8');
+  const body = await encodeBody(json, { compressionLevel });
+  return { ...body, contentDigest: digest.digest() };
+}
+
+/**
  * Serialises, splits and compresses a report. Findings are serialised as
  * their chunk is built and compression runs off the event loop, so a large
  * report never holds the loop for more than a few chunks' worth of work.
@@ -142,6 +190,7 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
   const decision = decide(report, settings);
   const findings = report.findings ?? [];
   const assets = report.assets ?? [];
+  if (!decision.chunked) return wholeReport(await wholeBody(decision, settings.compressionLevel));
   const digest = new ContentDigest();
   digest.head(decision.head);
   const chunks: ChunkInsert[] = [];
@@ -150,17 +199,6 @@ export async function encodeReport(report: Report, settings: SplitSettings, sign
     chunks.push(c);
     rawBytes += c.rawBytes;
   });
-
-  if (!decision.chunked) {
-    const f = decision.findings ?? [];
-    const a = decision.assets ?? [];
-    for (const s of f) digest.finding(s);
-    for (const s of a) digest.asset(s);
-    const json = Buffer.from(`{${decision.head}"findings":[${f.join(',')}],"assets":[${a.join(',')}]}`, 'utf8');
-    await window.push({ index: 0, json, findings: f.length, assets: a.length, assetKeys: [] });
-    await window.drain();
-    return { kind: 'whole', chunks, digest: digest.digest(), rawBytes };
-  }
 
   // Assets by key (first occurrence wins, as on the server); serialised once, when first needed.
   const assetIndex = new Map<string, number>();
