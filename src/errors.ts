@@ -455,3 +455,44 @@ export class CloseTimeoutError extends OutpostError {
     this.sampleInFlight = sampleInFlight;
   }
 }
+
+/** Which bound of the upload pipeline was reached. */
+export type QueueFullBound = 'count' | 'bytes' | 'spill-backlog';
+
+/**
+ * `UploadPipeline.submit()` refused a report: the in-memory queue holds
+ * `queueSize` reports or `maxQueueBytes` bytes and there is no outbox to spill
+ * to (or the outbox has `queueSize` spills still being written). Nothing was
+ * accepted; the caller still owns the report. Code `OUTPOST_QUEUE_FULL`.
+ */
+export class QueueFullError extends OutpostError {
+  declare readonly code: 'OUTPOST_QUEUE_FULL';
+  /** The bound that was reached. */
+  readonly bound: QueueFullBound;
+  /** The limit of that bound (reports, or bytes for `'bytes'`). */
+  readonly limit: number;
+  /**
+   * @param bound - which bound was reached
+   * @param limit - its limit
+   */
+  constructor(bound: QueueFullBound, limit: number) {
+    const what = bound === 'bytes' ? `${limit} bytes` : bound === 'count' ? `${limit} reports` : `${limit} reports being written to the outbox`;
+    super('OUTPOST_QUEUE_FULL', `The upload queue is full (${what})`);
+    this.bound = bound;
+    this.limit = limit;
+  }
+}
+
+/**
+ * The upload pipeline stopped before a report was sent and had no outbox to
+ * keep it: the `failed` event's error, with reason `'stopped'`. Also the
+ * abort reason of uploads still in flight when `stopTimeoutMs` ran out.
+ * Code `OUTPOST_PIPELINE_STOPPED`.
+ */
+export class PipelineStoppedError extends OutpostError {
+  declare readonly code: 'OUTPOST_PIPELINE_STOPPED';
+  /** @param message - what was stopped */
+  constructor(message = 'The upload pipeline stopped before this report was sent') {
+    super('OUTPOST_PIPELINE_STOPPED', message);
+  }
+}

@@ -2,7 +2,7 @@
  * `outpost-sdk`: everything an agent daemon needs to stay healthy on the host
  * it runs on. Each module is also importable on its own
  * (`outpost-sdk/transport`, `outpost-sdk/ingest`, `outpost-sdk/chunk`,
- * `outpost-sdk/resource`, `outpost-sdk/audit`).
+ * `outpost-sdk/resource`, `outpost-sdk/audit`, `outpost-sdk/pipeline`).
  *
  * @module
  */
@@ -12,3 +12,4 @@ export * from './ingest/index.js';
 export * from './chunk/index.js';
 export * from './audit/index.js';
 export * from './resource/index.js';
+export * from './pipeline/index.js';
