@@ -4,6 +4,7 @@
  * time, handing them on in index order.
  * @internal
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
 import { encodeBody, type EncodedBody } from '../transport/index.js';
@@ -155,10 +156,28 @@ export async function encodeWhole(report: Report, settings: SplitSettings | unde
     decision = decide(report, settings);
     if (decision.chunked) return undefined;
   } else {
-    const serialise = (list: readonly unknown[], what: string): string[] => list.map((item, i) => stringifyItem(item, `${what} ${i}`));
-    decision = { chunked: false, head: headOf(report), findings: serialise(report.findings ?? [], 'Finding'), assets: serialise(report.assets ?? [], 'Asset') };
+    decision = { chunked: false, head: headOf(report), findings: await serialiseYielding(report.findings ?? [], 'Finding'), assets: await serialiseYielding(report.assets ?? [], 'Asset') };
   }
   return wholeBody(decision, compressionLevel);
+}
+
+/** Serialised JSON between two yields to the event loop, so a huge report never holds it for long. */
+const YIELD_EVERY_BYTES = 1024 * 1024;
+
+/** Serialises each item, yielding to the event loop after every {@link YIELD_EVERY_BYTES} of JSON. */
+async function serialiseYielding(list: readonly unknown[], what: string): Promise<string[]> {
+  const out = new Array<string>(list.length);
+  let sinceYield = 0;
+  for (let i = 0; i < list.length; i++) {
+    const json = stringifyItem(list[i], `${what} ${i}`);
+    out[i] = json;
+    sinceYield += json.length;
+    if (sinceYield >= YIELD_EVERY_BYTES) {
+      sinceYield = 0;
+      await yieldToLoop();
+    }
+  }
+  return out;
 }
 
 /** A whole body as the one-chunk report the store takes. */

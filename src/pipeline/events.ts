@@ -24,17 +24,18 @@ export interface PipelineItem {
 
 /**
  * Why a report went to the outbox:
- * - `'queue-full'`: `submit()` found the queue at `queueSize` or `maxQueueBytes`;
+ * - `'queue-full'`: `submit()` found the queue at `queueSize` or `maxQueueBytes`, or the encoder measured the report and it would take the queue past `maxQueueBytes`;
  * - `'large'`: the outbox would split it into chunks, so the outbox sends it;
  * - `'retries-exhausted'`: `retryAttempts` retries of a retryable failure were used;
  * - `'unauthorized'`: the server answered 401 or 403; the outbox keeps retrying until the credentials are fixed;
+ * - `'uploader-error'`: the uploader failed with an error that is not an upload failure (it is closed, its token source threw);
  * - `'stopped'`: the pipeline stopped before it was sent.
  */
-export type SpillReason = 'queue-full' | 'large' | 'retries-exhausted' | 'unauthorized' | 'stopped';
+export type SpillReason = 'queue-full' | 'large' | 'retries-exhausted' | 'unauthorized' | 'uploader-error' | 'stopped';
 
 /**
  * Why a report failed (it is not uploaded and not in any outbox):
- * - `'rejected'`: the server refused it for good (a 4xx other than 408/429), or the uploader threw an error that is not an upload failure;
+ * - `'rejected'`: the server refused it for good (a 4xx other than 408/429), or, without an outbox, the uploader threw an error that is not an upload failure;
  * - `'retries-exhausted'`: retries ran out and there is no outbox;
  * - `'unauthorized'`: 401 or 403 and there is no outbox;
  * - `'stopped'`: the pipeline stopped before it was sent and there is no outbox;

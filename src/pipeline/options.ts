@@ -4,9 +4,9 @@
 import { InvalidOptionError } from '../errors.js';
 import * as v from '../internal/validate.js';
 import { isValidId } from '../internal/protocol.js';
-import { ChunkManager, type UploaderSource } from '../chunk/index.js';
+import { ChunkManager, type SubmitReceipt, type UploaderSource } from '../chunk/index.js';
 import { RetryPolicy, type RetryPolicyOptions, type Uploader, type UploadResult } from '../transport/index.js';
-import type { FailReason, PipelineItem } from './events.js';
+import type { FailReason, PipelineItem, SpillReason } from './events.js';
 
 /** Options of {@link UploadPipeline}. */
 export interface PipelineOptions {
@@ -26,8 +26,10 @@ export interface PipelineOptions {
   readonly queueSize?: number;
   /**
    * Most bytes held in memory by those reports, counted as their compressed
-   * bodies. A submission is accepted while the total is under it, so it can be
-   * passed by the reports submitted before the background encoder measured them.
+   * bodies. `submit()` accepts while the total is under it; the encoder then
+   * measures each report, and with an `outbox` one that would take the total
+   * past it goes to the outbox. Without an outbox, reports submitted before
+   * the encoder measured them can pass it (`queueSize` still bounds them).
    * @default 67108864 (64 MiB)
    */
   readonly maxQueueBytes?: number;
@@ -45,7 +47,7 @@ export interface PipelineOptions {
   readonly uploadTimeoutMs?: number;
   /** How long `stop()` lets uploads in flight finish before it aborts them, in ms. @default 10000 (10 s) */
   readonly stopTimeoutMs?: number;
-  /** zstd level of the bodies, 1–22; with an `outbox`, the outbox's level is used so both send the same bytes. @default 3 */
+  /** zstd level of the bodies, 1–22. With an `outbox`, the outbox's level is used (so both send the same bytes) and a different one is refused. @default 3 */
   readonly compressionLevel?: number;
   /** Sugar for `on('submitted', …)`. */
   readonly onSubmitted?: ((item: PipelineItem) => void) | undefined;
@@ -53,6 +55,8 @@ export interface PipelineOptions {
   readonly onCompleted?: ((item: PipelineItem, result: UploadResult) => void) | undefined;
   /** Sugar for `on('failed', …)`. */
   readonly onFailed?: ((item: PipelineItem, error: Error, reason: FailReason) => void) | undefined;
+  /** Sugar for `on('spilled', …)`. */
+  readonly onSpilled?: ((item: PipelineItem, reason: SpillReason, receipt: SubmitReceipt) => void) | undefined;
 }
 
 /** Defaults of {@link PipelineOptions}. */
@@ -93,9 +97,11 @@ export interface ResolvedPipelineOptions extends Readonly<{ [K in keyof typeof p
   readonly onCompleted: PipelineOptions['onCompleted'];
   /** The callback given. */
   readonly onFailed: PipelineOptions['onFailed'];
+  /** The callback given. */
+  readonly onSpilled: PipelineOptions['onSpilled'];
 }
 
-const KEYS = [...Object.keys(pipelineDefaults), 'uploader', 'outbox', 'tenantId', 'retryPolicy', 'onSubmitted', 'onCompleted', 'onFailed'];
+const KEYS = [...Object.keys(pipelineDefaults), 'uploader', 'outbox', 'tenantId', 'retryPolicy', 'onSubmitted', 'onCompleted', 'onFailed', 'onSpilled'];
 
 function isUploader(value: unknown): value is Uploader {
   return typeof value === 'object' && value !== null && typeof (value as Uploader).uploadReport === 'function';
@@ -136,9 +142,12 @@ export function resolvePipelineOptions(options: PipelineOptions): ResolvedPipeli
   v.integer('workers', o.workers, 1, 256);
   v.integer('retryAttempts', o.retryAttempts, 0, 1000);
   v.integer('compressionLevel', o.compressionLevel, 1, 22);
+  if (defined.outbox !== undefined && defined.compressionLevel !== undefined && defined.compressionLevel !== defined.outbox.options.compressionLevel) {
+    throw new InvalidOptionError(`\`compressionLevel\` (${defined.compressionLevel}) differs from the outbox's (${defined.outbox.options.compressionLevel}): with an \`outbox\`, its level is used so both send the same bytes; leave \`compressionLevel\` out`);
+  }
   v.timerMs('uploadTimeoutMs', o.uploadTimeoutMs, 1);
   v.timerMs('stopTimeoutMs', o.stopTimeoutMs, 0);
-  for (const name of ['onSubmitted', 'onCompleted', 'onFailed'] as const) if (defined[name] !== undefined) v.fn(name, defined[name]);
+  for (const name of ['onSubmitted', 'onCompleted', 'onFailed', 'onSpilled'] as const) if (defined[name] !== undefined) v.fn(name, defined[name]);
 
   let retryPolicy: RetryPolicy;
   const policy = defined.retryPolicy as unknown;
@@ -172,5 +181,6 @@ export function resolvePipelineOptions(options: PipelineOptions): ResolvedPipeli
     onSubmitted: defined.onSubmitted,
     onCompleted: defined.onCompleted,
     onFailed: defined.onFailed,
+    onSpilled: defined.onSpilled,
   });
 }

@@ -44,6 +44,7 @@ export function asError(value: unknown): Error {
  * - retryable with retries left → retry after the policy's delay (`Retry-After` honoured);
  * - retryable without → outbox or `failed` (`'retries-exhausted'`);
  * - 401/403 → outbox or `failed` (`'unauthorized'`);
+ * - an error that is not an upload failure → outbox (`'uploader-error'`) or `failed` (`'rejected'`);
  * - anything else → `failed` (`'rejected'`).
  */
 export function nextStep(thrown: unknown, ctx: FailureContext): NextStep {
@@ -57,5 +58,8 @@ export function nextStep(thrown: unknown, ctx: FailureContext): NextStep {
     return spillOrFail('retries-exhausted', retryable, ctx.hasOutbox);
   }
   if (error instanceof UploadHttpError && (error.status === 401 || error.status === 403)) return spillOrFail('unauthorized', error, ctx.hasOutbox);
+  // Not an upload failure: the uploader itself failed (closed, a token source that threw, a bug). The
+  // server never judged the report, so the outbox, which keeps retrying, is the safe place for it.
+  if (!(error instanceof UploadError) && ctx.hasOutbox) return { kind: 'spill', reason: 'uploader-error' };
   return { kind: 'fail', reason: 'rejected', error };
 }

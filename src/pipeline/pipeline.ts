@@ -37,6 +37,10 @@ export interface PipelineSubmitOptions {
 type Counts = Record<ItemState, number>;
 
 const noop = (): void => undefined;
+/** Background work never throws into the host: a bug shows as a process warning, not a crash. */
+const unexpected = (err: unknown): void => {
+  process.emitWarning(asError(err), { code: 'OUTPOST_PIPELINE_BUG' });
+};
 
 /**
  * Non-blocking uploads. `submit()` validates, queues and returns an id without
@@ -80,10 +84,11 @@ export class UploadPipeline {
   constructor(options: PipelineOptions) {
     this.options = resolvePipelineOptions(options);
     this.#queue = new PQueue({ concurrency: this.options.workers, autoStart: false });
-    const { onSubmitted, onCompleted, onFailed } = this.options;
+    const { onSubmitted, onCompleted, onFailed, onSpilled } = this.options;
     if (onSubmitted !== undefined) this.on('submitted', onSubmitted);
     if (onCompleted !== undefined) this.on('completed', onCompleted);
     if (onFailed !== undefined) this.on('failed', onFailed);
+    if (onSpilled !== undefined) this.on('spilled', onSpilled);
   }
 
   /** `'idle'` before `start()`, `'running'`, `'closing'` during `stop()`, `'closed'`. */
@@ -317,12 +322,10 @@ export class UploadPipeline {
     if (outbox === undefined) throw new Error('unreachable: spill without an outbox');
     this.#move(item, 'spilling');
     const options = { tenantId: item.tenantId, reportId: item.id, priority: item.priority, signal: item.signal };
-    let stored;
-    try {
-      stored = item.body !== undefined ? outbox.submitEncodedReport(item.body, options) : outbox.submitReport(item.report as Report, options);
-    } catch (err) {
-      stored = Promise.reject(err);
-    }
+    // Started on a microtask: a spill from submit() must not serialise the report on the caller's path.
+    const stored = Promise.resolve().then(() =>
+      item.body !== undefined ? outbox.submitEncodedReport(item.body, options) : outbox.submitReport(item.report as Report, options),
+    );
     stored.then(
       (receipt) => {
         this.#move(item, 'spilled');
@@ -358,11 +361,13 @@ export class UploadPipeline {
   #kickEncoder(): void {
     if (this.#encoding || this.#state !== 'running') return;
     this.#encoding = true;
-    void this.#encodeLoop().finally(() => {
-      this.#encoding = false;
-      // A submission may have landed between the loop's last look and now.
-      if (this.#backlog.waiting) this.#kickEncoder();
-    });
+    this.#encodeLoop()
+      .catch(unexpected)
+      .finally(() => {
+        this.#encoding = false;
+        // A submission may have landed between the loop's last look and now.
+        if (this.#backlog.waiting) this.#kickEncoder();
+      });
   }
 
   /** Encodes the backlog, {@link ENCODE_AHEAD} at a time, handing items on in submission order. */
@@ -385,14 +390,16 @@ export class UploadPipeline {
       else if (encoded.kind === 'large') this.#spill(item, 'large');
       else {
         item.encoded(encoded.body);
-        this.#enqueue(item);
+        // Measured now: over the byte bound, and the outbox can take it, it goes there instead of memory.
+        if (outbox !== undefined && this.#queuedBytes > 0 && this.#queuedBytes + (item.bodyBytes as number) > this.options.maxQueueBytes) this.#spill(item, 'queue-full');
+        else this.#enqueue(item);
       }
     }
   }
 
   #enqueue(item: Item): void {
     this.#move(item, 'queued');
-    void this.#queue.add(() => this.#upload(item), { priority: item.priority });
+    this.#queue.add(() => this.#upload(item), { priority: item.priority }).catch(unexpected);
   }
 
   /** One attempt; holds its worker until the uploader's promise settles, so at most `workers` requests run. */
