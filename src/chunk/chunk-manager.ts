@@ -7,8 +7,9 @@ import { randomUUID } from 'node:crypto';
 import { ChunkError, IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { deleteReports, dropOldestPending, expirePending, freeUploadedBodies, vacuum, type CleanupLayerResult, type CleanupResult, type CleanupTrigger, type DroppedReport, type Expired } from './cleanup.js';
-import { checkWholeBody } from './whole.js';
-import { encodeReport, encodeWhole, needsChunking as decideChunking, wholeReport, type EncodedReport, type Report, type SplitSettings, type WholeReportBody } from './encode.js';
+import { checkWholeBody, encodeWhole } from './whole.js';
+import type { WholeReportBody } from './whole-body.js';
+import { encodeReport, needsChunking as decideChunking, wholeReport, type EncodedReport, type Report, type SplitSettings } from './encode.js';
 import { ChunkEmitter, type ChunkManagerEvents, type ChunkManagerStats, type ChunkStateStats, type OutboxReport } from './events.js';
 import { resolveChunkManagerOptions, type ChunkManagerOptions, type ResolvedChunkManagerOptions } from './options.js';
 import { ChunkStore, type InsertOutcome, type ReportHeader } from './store.js';
@@ -211,13 +212,13 @@ export class ChunkManager {
    * Stores a report already encoded by {@link ChunkManager.encodeWholeReport}
    * (or {@link encodeWholeReport}) as a whole report, without serialising it
    * again. Same guarantees and errors as {@link ChunkManager.submitReport}.
-   * @throws {@link InvalidArgumentError} when `body` is not an encoded whole report this outbox would send whole
+   * @throws {@link InvalidArgumentError} when `body` was not made by `encodeWholeReport()` in this process, or this outbox would split the report
    */
   submitEncodedReport(body: WholeReportBody, options: SubmitOptions): Promise<SubmitReceipt> {
     return this.#track(async () => {
       this.#assertRunning('submit a report');
       const header = this.#header(options);
-      checkWholeBody(body, this.options.maxChunkSizeBytes);
+      checkWholeBody(body, this.#settings);
       return this.#storeEncoded(header, wholeReport(body), options.signal);
     });
   }

@@ -4,10 +4,10 @@
  * time, handing them on in index order.
  * @internal
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { InvalidArgumentError } from '../errors.js';
 import { MAX_CHUNKS_PER_REPORT } from '../internal/protocol.js';
-import { encodeBody, type EncodedBody } from '../transport/index.js';
+import { encodeBody } from '../transport/index.js';
+import { WHOLE_FRAME_BYTES, WholeBodyBuilder, type WholeReportBody } from './whole-body.js';
 import { assetKey, assetKeyOf, ChunkBuilder, ContentDigest, headOf, stringifyItem, tooManyChunks, type BuiltChunk, type ChunkLimits } from './splitter.js';
 import type { ChunkInsert } from './store.js';
 
@@ -101,6 +101,16 @@ export function needsChunking(report: Report, settings: SplitSettings): boolean 
   return decide(report, settings).chunked;
 }
 
+/** Whether the counts alone make a report chunked. */
+export function chunkedByCount(findings: number, assets: number, settings: SplitSettings): boolean {
+  return findings >= settings.minFindingsForChunking || assets >= settings.minAssetsForChunking;
+}
+
+/** JSON bytes from which a report is chunked: `minSizeForChunkingBytes`, or past `maxChunkSizeBytes`. */
+export function wholeSizeLimit(settings: SplitSettings): number {
+  return Math.min(settings.minSizeForChunkingBytes, settings.maxChunkSizeBytes + 1);
+}
+
 interface Decision {
   readonly chunked: boolean;
   /** Serialised findings and assets, when the report is sent whole. */
@@ -113,12 +123,12 @@ function decide(report: Report, settings: SplitSettings): Decision {
   const findings = report.findings ?? [];
   const assets = report.assets ?? [];
   const head = headOf(report);
-  if (findings.length >= settings.minFindingsForChunking || assets.length >= settings.minAssetsForChunking) return { chunked: true, head };
+  if (chunkedByCount(findings.length, assets.length, settings)) return { chunked: true, head };
   // Few items: measure by serialising them, but stop as soon as the report is known to be chunked, so
   // this never serialises more than `maxChunkSizeBytes` on the event loop; the chunked path then
   // serialises chunk by chunk.
-  const limit = Math.min(settings.minSizeForChunkingBytes, settings.maxChunkSizeBytes + 1);
-  let bytes = Buffer.byteLength(head) + 27;
+  const limit = wholeSizeLimit(settings);
+  let bytes = Buffer.byteLength(head) + WHOLE_FRAME_BYTES;
   const f: string[] = [];
   const a: string[] = [];
   for (const [list, out, what] of [[findings, f, 'Finding'], [assets, a, 'Asset']] as const) {
@@ -132,54 +142,6 @@ function decide(report: Report, settings: SplitSettings): Decision {
   return { chunked: false, findings: f, assets: a, head };
 }
 
-/**
- * A report encoded as one body, exactly as the outbox sends a report it does
- * not split: the same bytes, so a server that already has it answers
- * "duplicate" whichever side sent it first.
- */
-export interface WholeReportBody extends EncodedBody {
-  /** The report's content digest (independent of how it is split), hex; the outbox's duplicate check uses it. */
-  readonly contentDigest: string;
-}
-
-/**
- * Encodes `report` whole, in the outbox's canonical form: the report's other
- * fields first, then `"findings"` and `"assets"` (empty arrays when absent).
- * With `settings`, resolves `undefined` when those settings would split the
- * report instead (it is measured as it is serialised, and given up on early).
- * @throws {@link InvalidArgumentError} when the report or one of its items cannot be serialised
- */
-export async function encodeWhole(report: Report, settings: SplitSettings | undefined, compressionLevel: number): Promise<WholeReportBody | undefined> {
-  checkReport(report);
-  let decision: Decision;
-  if (settings !== undefined) {
-    decision = decide(report, settings);
-    if (decision.chunked) return undefined;
-  } else {
-    decision = { chunked: false, head: headOf(report), findings: await serialiseYielding(report.findings ?? [], 'Finding'), assets: await serialiseYielding(report.assets ?? [], 'Asset') };
-  }
-  return wholeBody(decision, compressionLevel);
-}
-
-/** Serialised JSON between two yields to the event loop, so a huge report never holds it for long. */
-const YIELD_EVERY_BYTES = 1024 * 1024;
-
-/** Serialises each item, yielding to the event loop after every {@link YIELD_EVERY_BYTES} of JSON. */
-async function serialiseYielding(list: readonly unknown[], what: string): Promise<string[]> {
-  const out = new Array<string>(list.length);
-  let sinceYield = 0;
-  for (let i = 0; i < list.length; i++) {
-    const json = stringifyItem(list[i], `${what} ${i}`);
-    out[i] = json;
-    sinceYield += json.length;
-    if (sinceYield >= YIELD_EVERY_BYTES) {
-      sinceYield = 0;
-      await yieldToLoop();
-    }
-  }
-  return out;
-}
-
 /** A whole body as the one-chunk report the store takes. */
 export function wholeReport(whole: WholeReportBody): EncodedReport {
   const chunk: ChunkInsert = { index: 0, sha256: whole.sha256, rawBytes: whole.rawBytes, encoding: whole.encoding, body: whole.body };
@@ -187,15 +149,10 @@ export function wholeReport(whole: WholeReportBody): EncodedReport {
 }
 
 async function wholeBody(decision: Decision, compressionLevel: number): Promise<WholeReportBody> {
-  const f = decision.findings ?? [];
-  const a = decision.assets ?? [];
-  const digest = new ContentDigest();
-  digest.head(decision.head);
-  for (const s of f) digest.finding(s);
-  for (const s of a) digest.asset(s);
-  const json = Buffer.from(`{${decision.head}"findings":[${f.join(',')}],"assets":[${a.join(',')}]}`, 'utf8');
-  const body = await encodeBody(json, { compressionLevel });
-  return { ...body, contentDigest: digest.digest() };
+  const builder = new WholeBodyBuilder(decision.head);
+  for (const json of decision.findings ?? []) builder.finding(json);
+  for (const json of decision.assets ?? []) builder.asset(json);
+  return builder.finish(compressionLevel);
 }
 
 /**

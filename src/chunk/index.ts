@@ -21,7 +21,8 @@ export {
   type StorageFullPolicy,
   type UploaderSource,
 } from './options.js';
-export type { Report, WholeReportBody } from './encode.js';
+export type { Report } from './encode.js';
+export type { WholeReportBody } from './whole-body.js';
 export { encodeWholeReport } from './whole.js';
 export type { StreamAsset, StreamFinding, StreamItem } from './stream.js';
 export type { CleanupLayer, CleanupLayerResult, CleanupResult, CleanupTrigger, DroppedReport } from './cleanup.js';

@@ -8,6 +8,11 @@
 export const ID_PATTERN = /^[A-Za-z0-9_-]{1,256}$/;
 /** Most chunks one report may have. */
 export const MAX_CHUNKS_PER_REPORT = 10_000;
+/**
+ * Largest uncompressed/compressed ratio of a zstd body an ingest server
+ * accepts by default; senders fall back to `identity` above it.
+ */
+export const MAX_COMPRESSION_RATIO = 100;
 
 /** Request paths. */
 export const PATH_CHUNKS = '/v1/chunks';

@@ -4,8 +4,7 @@
 import { InvalidArgumentError } from '../errors.js';
 import { sha256 } from '../internal/repr-digest.js';
 import * as v from '../internal/validate.js';
-import { declareContentSize } from '../internal/zstd-frame.js';
-import { zstdCompress } from '../internal/zstd.js';
+import { compressForWire } from '../internal/wire-compress.js';
 import type { BodyEncoding, EncodedBody } from './types.js';
 
 /** Options of {@link encodeBody}. */
@@ -19,7 +18,9 @@ export interface EncodeOptions {
 /**
  * Serialises `value` to JSON (a `Uint8Array` is taken as JSON bytes already),
  * hashes it and compresses it with zstd. The zstd frame declares its content
- * size, as protocol v1 requires of every frame.
+ * size, as protocol v1 requires of every frame. A body that would compress
+ * more than 100:1 (which servers refuse as a likely zip bomb) is sent as
+ * `identity` even when `'zstd'` was asked for: check the result's `encoding`.
  *
  * @throws {@link InvalidArgumentError} when `value` cannot be serialised
  * @example
@@ -47,6 +48,6 @@ export async function encodeBody(value: unknown, options: EncodeOptions = {}): P
   }
   const digest = sha256(raw).toString('hex');
   if (encoding === 'identity') return { body: raw, encoding, sha256: digest, rawBytes: raw.length };
-  const frame = declareContentSize(await zstdCompress(raw, level), raw.length);
-  return { body: frame, encoding, sha256: digest, rawBytes: raw.length };
+  const wire = await compressForWire(raw, level);
+  return { body: wire.body, encoding: wire.encoding, sha256: digest, rawBytes: raw.length };
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError, InvalidOptionError } from '../../src/errors.js';
 import { scanZstdFrames } from '../../src/internal/zstd-frame.js';
 import { encodeBody } from '../../src/transport/index.js';
+import { startIngest } from '../helpers/ingest.js';
 
 describe('encodeBody', () => {
   it('serialises, hashes the JSON and compresses it into a frame that declares its size', async () => {
@@ -17,6 +18,22 @@ describe('encodeBody', () => {
     const scan = scanZstdFrames(body.body);
     expect(scan.ok && scan.declaredContentBytes).toBe(json.length);
     expect((await decompress(Buffer.from(body.body))).equals(json)).toBe(true);
+  });
+
+  it('sends a body that zstd would shrink more than 100:1 as identity, which an ingest server accepts', async () => {
+    const value = { findings: [{ id: 1, detail: 'a'.repeat(1_000_000) }] };
+    const json = Buffer.from(JSON.stringify(value));
+    const body = await encodeBody(value);
+    expect(body.encoding).toBe('identity');
+    expect(Buffer.from(body.body).equals(json)).toBe(true);
+    expect(body.sha256).toBe(createHash('sha256').update(json).digest('hex'));
+    const ingest = await startIngest();
+    try {
+      const result = await ingest.client().uploadReport({ reportId: 'compressible', ...body });
+      expect(result.status).toBe(201);
+    } finally {
+      await ingest.close();
+    }
   });
 
   it('compresses harder at a higher compressionLevel (the level reaches zstd)', async () => {

@@ -1,0 +1,218 @@
+/**
+ * `encodeWholeReport()`, `ChunkManager.encodeWholeReport()` and
+ * `ChunkManager.submitEncodedReport()`: a report encoded whole outside the
+ * outbox is the same bytes the outbox sends for it, and the outbox stores
+ * such a body as it is.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { decompress } from '@mongodb-js/zstd';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ChunkManager, encodeWholeReport, type ChunkManagerOptions, type Report, type WholeReportBody } from '../../src/chunk/index.js';
+import { ChunkError, IllegalStateError, InvalidArgumentError, InvalidOptionError } from '../../src/errors.js';
+import { makeReport, ScriptedUploader, startManager, unavailable } from '../helpers/chunk.js';
+import { tempDir } from '../helpers/ingest.js';
+
+let dirs: ReturnType<typeof tempDir>[] = [];
+let managers: ChunkManager[] = [];
+
+afterEach(async () => {
+  await Promise.all(managers.map((m) => m.close()));
+  managers = [];
+  for (const d of dirs) d.cleanup();
+  dirs = [];
+});
+
+function dir(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d.dir;
+}
+
+/** A started outbox on a fresh database; `hold` keeps every upload failing (503, retry in an hour) so reports stay stored. */
+async function open(options: Partial<ChunkManagerOptions> = {}, hold = false): Promise<{ m: ChunkManager; up: ScriptedUploader }> {
+  const up = new ScriptedUploader();
+  if (hold) up.fail = () => unavailable(3_600_000);
+  const m = await startManager(dir(), up, options);
+  managers.push(m);
+  return { m, up };
+}
+
+/** An outbox that is never started (no database is opened). */
+function idle(options: Partial<ChunkManagerOptions> = {}): ChunkManager {
+  return new ChunkManager({ uploader: new ScriptedUploader(), databasePath: join(dir(), 'chunks.db'), ...options });
+}
+
+const text = async (body: Uint8Array): Promise<string> => (await decompress(Buffer.from(body))).toString('utf8');
+const sha256 = (s: string): string => createHash('sha256').update(s).digest('hex');
+/** A report whose canonical JSON is exactly `bytes` long (its metadata padded). */
+async function reportOfSize(bytes: number): Promise<Report> {
+  const base = await encodeWholeReport({ metadata: { pad: '' }, findings: [{ id: 'F-1' }], assets: [] });
+  return { metadata: { pad: 'x'.repeat(bytes - base.rawBytes) }, findings: [{ id: 'F-1' }], assets: [] };
+}
+
+describe('encodeWholeReport', () => {
+  it('gives the very body the outbox uploads for the same report sent whole', async () => {
+    const report = { scanId: 'scan-1', ...makeReport(20, 5) };
+    const body = await encodeWholeReport(report);
+    const { m, up } = await open({ cleanupOnReportComplete: false });
+    const receipt = await m.submitReport(report, { tenantId: 't', reportId: 'r' });
+    await m.flush();
+    expect(receipt).toMatchObject({ chunked: false, totalChunks: 1, rawBytes: body.rawBytes });
+    expect(up.seen).toHaveLength(1);
+    const sent = up.seen[0];
+    expect(sent).toMatchObject({ kind: 'report', reportId: 'r', sha256: body.sha256 });
+    expect(await text(sent?.body as Uint8Array)).toBe(await text(body.body));
+    expect(Buffer.from(sent?.body as Uint8Array).equals(Buffer.from(body.body))).toBe(true);
+    expect(m.getReport('t', 'r')?.contentSha256).toBe(body.contentDigest);
+  });
+
+  it('uses the outbox’s compression level in ChunkManager.encodeWholeReport', async () => {
+    const report = makeReport(50, 5);
+    const fromOutbox = await idle({ compressionLevel: 9 }).encodeWholeReport(report);
+    const direct = await encodeWholeReport(report, { compressionLevel: 9 });
+    expect(fromOutbox).toBeDefined();
+    expect(Buffer.from(fromOutbox?.body as Uint8Array).equals(Buffer.from(direct.body))).toBe(true);
+    expect(fromOutbox).toMatchObject({ sha256: direct.sha256, contentDigest: direct.contentDigest, rawBytes: direct.rawBytes, encoding: 'zstd' });
+    await expect(encodeWholeReport(report, { compressionLevel: 23 })).rejects.toBeInstanceOf(InvalidOptionError);
+  });
+
+  it('writes the canonical form: other fields first in their order, then findings, then assets', async () => {
+    const report = { assets: [{ id: 'A-1' }], scanId: 's-1', findings: [{ id: 'F-1', assetId: 'A-1' }], metadata: { tool: 'x' }, skipped: undefined };
+    const canonical = '{"scanId":"s-1","metadata":{"tool":"x"},"findings":[{"id":"F-1","assetId":"A-1"}],"assets":[{"id":"A-1"}]}';
+    const body = await encodeWholeReport(report);
+    expect(await text(body.body)).toBe(canonical);
+    expect(body).toMatchObject({ encoding: 'zstd', sha256: sha256(canonical), rawBytes: Buffer.byteLength(canonical) });
+    // The same content in another key order is the same body.
+    const reordered = await encodeWholeReport({ metadata: { tool: 'x' }, findings: report.findings, scanId: 's-1', assets: report.assets });
+    expect(reordered.sha256).not.toBe(body.sha256); // other fields keep their own order: scanId now comes after metadata
+    const same = await encodeWholeReport({ scanId: 's-1', findings: report.findings, metadata: { tool: 'x' }, assets: report.assets });
+    expect(same).toMatchObject({ sha256: body.sha256, contentDigest: body.contentDigest });
+  });
+
+  it('writes missing findings and assets as empty arrays', async () => {
+    expect(await text((await encodeWholeReport({ metadata: { a: 1 } })).body)).toBe('{"metadata":{"a":1},"findings":[],"assets":[]}');
+    expect(await text((await encodeWholeReport({})).body)).toBe('{"findings":[],"assets":[]}');
+    expect(await text((await encodeWholeReport({ assets: [1] })).body)).toBe('{"findings":[],"assets":[1]}');
+  });
+
+  it('rejects a report it cannot serialise with InvalidArgumentError', async () => {
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    for (const bad of [{ findings: [{ n: 1n }] }, { findings: [undefined] }, { assets: [circular] }, { metadata: 1n }, { findings: 'x' }, null, []] as unknown[]) {
+      await expect(encodeWholeReport(bad as Report), String(bad)).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+  });
+});
+
+describe('ChunkManager.encodeWholeReport', () => {
+  it('resolves undefined when the outbox would chunk the report by its counts', async () => {
+    const m = idle();
+    expect(await m.encodeWholeReport(makeReport(2000, 1))).toBeUndefined();
+    expect(await m.encodeWholeReport(makeReport(1, 200))).toBeUndefined();
+    const under = await m.encodeWholeReport(makeReport(1999, 199));
+    expect(under).toMatchObject((await encodeWholeReport(makeReport(1999, 199))) as unknown as Record<string, unknown>);
+    expect(m.needsChunking(makeReport(2000, 1))).toBe(true);
+    expect(m.needsChunking(makeReport(1999, 199))).toBe(false);
+    expect(existsSync(m.options.databasePath)).toBe(false); // no running outbox needed
+  });
+
+  it('resolves undefined from minSizeForChunkingBytes of JSON on, and past maxChunkSizeBytes', async () => {
+    const bySize = idle({ minSizeForChunkingBytes: 4096 });
+    const under = await reportOfSize(4095);
+    expect((await bySize.encodeWholeReport(under))?.rawBytes).toBe(4095);
+    expect(await bySize.encodeWholeReport(await reportOfSize(4096))).toBeUndefined();
+    expect(bySize.needsChunking(await reportOfSize(4096))).toBe(true);
+    const byChunk = idle({ maxChunkSizeBytes: 1024 });
+    expect((await byChunk.encodeWholeReport(await reportOfSize(1024)))?.rawBytes).toBe(1024);
+    expect(await byChunk.encodeWholeReport(await reportOfSize(1025))).toBeUndefined();
+  });
+
+  it('rejects a report it cannot serialise with InvalidArgumentError', async () => {
+    await expect(idle().encodeWholeReport({ findings: [{ n: 1n }] })).rejects.toBeInstanceOf(InvalidArgumentError);
+  });
+});
+
+describe('ChunkManager.submitEncodedReport', () => {
+  it('stores the body as a whole report and uploads those bytes', async () => {
+    const { m, up } = await open();
+    const report = makeReport(10, 3);
+    const body = (await m.encodeWholeReport(report)) as WholeReportBody;
+    const receipt = await m.submitEncodedReport(body, { tenantId: 't', reportId: 'enc', priority: 5 });
+    expect(receipt).toEqual({ reportId: 'enc', chunked: false, totalChunks: 1, rawBytes: body.rawBytes, storedBytes: body.body.byteLength, duplicate: false });
+    await m.flush();
+    expect(up.seen.map((s) => ({ kind: s.kind, reportId: s.reportId, sha256: s.sha256 }))).toEqual([{ kind: 'report', reportId: 'enc', sha256: body.sha256 }]);
+    expect(Buffer.from(up.seen[0]?.body as Uint8Array).equals(Buffer.from(body.body))).toBe(true);
+    expect(JSON.parse(await text(up.seen[0]?.body as Uint8Array))).toEqual(report);
+  });
+
+  it('answers the same content under the same id as a duplicate, however it was submitted, and other content as a conflict', async () => {
+    const { m } = await open({}, true);
+    const report = makeReport(10, 3);
+    const body = (await m.encodeWholeReport(report)) as WholeReportBody;
+    const first = await m.submitEncodedReport(body, { tenantId: 't', reportId: 'same' });
+    expect(await m.submitEncodedReport(body, { tenantId: 't', reportId: 'same' })).toEqual({ ...first, duplicate: true });
+    expect(await m.submitReport(structuredClone(report), { tenantId: 't', reportId: 'same' })).toEqual({ ...first, duplicate: true });
+    // And the other way round: stored by submitReport, then the encoded body.
+    await m.submitReport(report, { tenantId: 't', reportId: 'plain' });
+    expect((await m.submitEncodedReport(body, { tenantId: 't', reportId: 'plain' })).duplicate).toBe(true);
+    const other = (await m.encodeWholeReport(makeReport(11, 3))) as WholeReportBody;
+    await expect(m.submitEncodedReport(other, { tenantId: 't', reportId: 'same' })).rejects.toMatchObject({ code: 'OUTPOST_REPORT_CONFLICT' });
+    await expect(m.submitEncodedReport(other, { tenantId: 't', reportId: 'same' })).rejects.toBeInstanceOf(ChunkError);
+    expect(m.stats().reports.pending).toBe(2);
+  });
+
+  it('rejects a body that is not an encoded whole report with InvalidArgumentError, and stores nothing', async () => {
+    const { m, up } = await open({ maxChunkSizeBytes: 1024 });
+    const good = await encodeWholeReport(makeReport(3, 1));
+    const over = await encodeWholeReport(await reportOfSize(1025));
+    const bad: [string, unknown][] = [
+      ['null', null],
+      ['a string', 'body'],
+      ['no body', { ...good, body: undefined }],
+      ['an empty body', { ...good, body: new Uint8Array(0) }],
+      ['a string body', { ...good, body: 'abc' }],
+      ['another encoding', { ...good, encoding: 'gzip' }],
+      ['no sha256', { ...good, sha256: undefined }],
+      ['an upper-case sha256', { ...good, sha256: good.sha256.toUpperCase() }],
+      ['a short sha256', { ...good, sha256: good.sha256.slice(1) }],
+      ['a non-hex sha256', { ...good, sha256: `${good.sha256.slice(1)}g` }],
+      ['no contentDigest', { ...good, contentDigest: undefined }],
+      ['a bad contentDigest', { ...good, contentDigest: 'z'.repeat(64) }],
+      ['no rawBytes', { ...good, rawBytes: undefined }],
+      ['rawBytes of 1', { ...good, rawBytes: 1 }],
+      ['fractional rawBytes', { ...good, rawBytes: 10.5 }],
+      ['rawBytes as a string', { ...good, rawBytes: '100' }],
+      ['rawBytes over maxChunkSizeBytes', over],
+      ['an unchanged copy (not the body encodeWholeReport made)', { ...good }],
+    ];
+    for (const [what, body] of bad) {
+      await expect(m.submitEncodedReport(body as WholeReportBody, { tenantId: 't', reportId: 'bad' }), what).rejects.toBeInstanceOf(InvalidArgumentError);
+    }
+    await expect(m.submitEncodedReport(over, { tenantId: 't', reportId: 'bad' })).rejects.toThrow(/splits a report of 1 findings, 0 assets and 1025 bytes/);
+    // The split rule by counts holds too: a body of 3 000 findings encoded elsewhere is refused whole.
+    const many = await encodeWholeReport(makeReport(3000, 0));
+    const { m: roomy } = await open({ maxChunkSizeBytes: 64 * 1024 * 1024, minSizeForChunkingBytes: 64 * 1024 * 1024 });
+    await expect(roomy.submitEncodedReport(many, { tenantId: 't', reportId: 'many' })).rejects.toThrow(/splits a report of 3000 findings/);
+    await expect(m.submitEncodedReport(good, { tenantId: 'bad tenant', reportId: 'bad' })).rejects.toBeInstanceOf(InvalidArgumentError);
+    expect(m.getReport('t', 'bad')).toBeUndefined();
+    expect(m.stats().reports.pending).toBe(0);
+    await m.flush();
+    expect(up.seen).toEqual([]);
+    // The same valid body is accepted.
+    expect((await m.submitEncodedReport(good, { tenantId: 't', reportId: 'bad' })).duplicate).toBe(false);
+  });
+
+  it('works only while the outbox is running', async () => {
+    const body = await encodeWholeReport(makeReport(3, 1));
+    const before = idle();
+    await expect(before.submitEncodedReport(body, { tenantId: 't', reportId: 'r' })).rejects.toBeInstanceOf(IllegalStateError);
+    const { m } = await open();
+    expect((await m.submitEncodedReport(body, { tenantId: 't', reportId: 'r' })).duplicate).toBe(false);
+    await m.close();
+    await expect(m.submitEncodedReport(body, { tenantId: 't', reportId: 'r2' })).rejects.toBeInstanceOf(IllegalStateError);
+    // Encoding needs no running outbox, closed or not.
+    expect(await m.encodeWholeReport(makeReport(3, 1))).toMatchObject({ sha256: body.sha256 });
+  });
+});
