@@ -1,9 +1,11 @@
 /**
  * The background encoder: turns submitted reports into compressed bodies off
- * the caller's path, a few at a time (compression runs on libuv's thread
- * pool), and hands them on in submission order.
+ * the caller's path, one report's serialisation per turn of the event loop,
+ * a few compressing at once on libuv's thread pool, handed on in submission
+ * order.
  * @internal
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { encodeWholeReport, type ChunkManager, type Report, type WholeReportBody } from '../chunk/index.js';
 import type { Item } from './item.js';
 
@@ -27,9 +29,9 @@ export async function encodeItem(report: Report, outbox: ChunkManager | undefine
   }
 }
 
-/** A FIFO of items waiting for the encoder, with O(1) shift. */
+/** A FIFO of items waiting for the encoder, with O(1) shift; it lets go of items as it passes them. */
 export class Backlog {
-  #items: Item[] = [];
+  #items: (Item | undefined)[] = [];
   #head = 0;
 
   /** Whether items may be waiting (some may have been settled meanwhile). */
@@ -44,7 +46,8 @@ export class Backlog {
   /** The next item still waiting to be encoded (skips those that left meanwhile). */
   next(): Item | undefined {
     while (this.#head < this.#items.length) {
-      const item = this.#items[this.#head++] as Item;
+      const item = this.#items[this.#head] as Item;
+      this.#items[this.#head++] = undefined;
       if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
         this.#items = this.#items.slice(this.#head);
         this.#head = 0;
@@ -58,5 +61,56 @@ export class Backlog {
   clear(): void {
     this.#items = [];
     this.#head = 0;
+  }
+}
+
+/** What the encoder needs from the pipeline. */
+export interface EncoderDeps {
+  readonly backlog: Backlog;
+  readonly outbox: ChunkManager | undefined;
+  readonly compressionLevel: number;
+  /** Whether a new report may be encoded now (running, and room under the byte bound). */
+  readonly canStart: () => boolean;
+  /** Called in submission order; the item may have been settled meanwhile. */
+  readonly onEncoded: (item: Item, encoded: Encoded) => void;
+  readonly onError: (err: unknown) => void;
+}
+
+export class Encoder {
+  readonly #deps: EncoderDeps;
+  #running = false;
+
+  constructor(deps: EncoderDeps) {
+    this.#deps = deps;
+  }
+
+  /** Starts the loop if there is work it may do and it is not running. */
+  kick(): void {
+    const d = this.#deps;
+    if (this.#running || !d.backlog.waiting || !d.canStart()) return;
+    this.#running = true;
+    this.#loop()
+      .catch(d.onError)
+      .finally(() => {
+        this.#running = false;
+        this.kick(); // a submission may have landed between the loop's last look and now
+      });
+  }
+
+  async #loop(): Promise<void> {
+    const d = this.#deps;
+    const window: { item: Item; job: Promise<Encoded> }[] = [];
+    for (;;) {
+      while (window.length < ENCODE_AHEAD) {
+        await yieldToLoop(); // never inside submit(), and one report's serialisation per turn
+        if (!d.canStart()) break;
+        const item = d.backlog.next();
+        if (item === undefined) break;
+        window.push({ item, job: encodeItem(item.report as Report, d.outbox, d.compressionLevel) });
+      }
+      const head = window.shift();
+      if (head === undefined) return;
+      d.onEncoded(head.item, await head.job);
+    }
   }
 }

@@ -4,17 +4,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
-import { IllegalStateError, InvalidArgumentError, PipelineStoppedError, QueueFullError, UploadTimeoutError } from '../errors.js';
+import { IllegalStateError, InvalidArgumentError, PipelineStoppedError, QueueFullError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { SafeEmitter, type ErrorEvents } from '../internal/safe-emitter.js';
 import * as v from '../internal/validate.js';
 import type { Report } from '../chunk/index.js';
 import type { UploadResult } from '../transport/index.js';
-import { Backlog, ENCODE_AHEAD, encodeItem, type Encoded } from './encoder.js';
+import { startAttempt } from './attempt.js';
+import { Backlog, Encoder, type Encoded } from './encoder.js';
 import type { FailReason, PipelineStats, SpillReason, UploadPipelineEvents } from './events.js';
 import { holdsBytes, isTerminal, Item, type ItemState } from './item.js';
 import { resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOptions } from './options.js';
 import { asError, nextStep } from './outcome.js';
+import { CallerSignals } from './signals.js';
+import { Spiller, type SpillResult } from './spiller.js';
 import { Waiters } from './waiters.js';
 
 /** Lifecycle state of an {@link UploadPipeline}. */
@@ -24,7 +27,7 @@ export type UploadPipelineState = 'idle' | 'running' | 'closing' | 'closed';
 export interface PipelineSubmitOptions {
   /** Tenant of the report: 1–256 characters of `[A-Za-z0-9_-]`. @default the pipeline's `tenantId` */
   readonly tenantId?: string | undefined;
-  /** Report id (same rules), sent as the report id so the server de-duplicates; must not be live in this pipeline already. @default a random UUID */
+  /** Report id (same rules), sent as the report id so the server de-duplicates; must not be live in this pipeline for the same tenant. @default a random UUID */
   readonly reportId?: string | undefined;
   /** The job that produced the report, carried in events. At most 256 characters. */
   readonly jobId?: string | undefined;
@@ -36,7 +39,6 @@ export interface PipelineSubmitOptions {
 
 type Counts = Record<ItemState, number>;
 
-const noop = (): void => undefined;
 /** Background work never throws into the host: a bug shows as a process warning, not a crash. */
 const unexpected = (err: unknown): void => {
   process.emitWarning(asError(err), { code: 'OUTPOST_PIPELINE_BUG' });
@@ -67,15 +69,20 @@ export class UploadPipeline {
   readonly #emitter = new SafeEmitter<UploadPipelineEvents & ErrorEvents>('pipeline');
   readonly #queue: PQueue;
   readonly #backlog = new Backlog();
-  /** Live items in submission order. */
+  readonly #encoder: Encoder;
+  readonly #spiller: Spiller | undefined;
+  readonly #signals = new CallerSignals((item) => this.#callerAborted(item));
+  /** Live items in submission order, by tenant and id. */
   readonly #live = new Map<string, Item>();
   readonly #counts: Counts = { encoding: 0, queued: 0, uploading: 0, retrying: 0, spilling: 0, completed: 0, failed: 0, spilled: 0 };
   readonly #waiters = new Waiters();
   #submitted = 0;
   #queuedBytes = 0;
   #seq = 0;
+  #enqueueSeq = 0;
+  /** Entries of the upload queue whose item left it another way (aborted): skipped when reached. */
+  #tombstones = 0;
   #state: UploadPipelineState = 'idle';
-  #encoding = false;
   #stopping: Promise<void> | undefined;
   /** Wakes `stop()` when the last upload in flight settles. */
   #onNoUploads: (() => void) | undefined;
@@ -83,12 +90,21 @@ export class UploadPipeline {
   /** @throws {@link InvalidOptionError} when an option is missing or out of range */
   constructor(options: PipelineOptions) {
     this.options = resolvePipelineOptions(options);
-    this.#queue = new PQueue({ concurrency: this.options.workers, autoStart: false });
-    const { onSubmitted, onCompleted, onFailed, onSpilled } = this.options;
-    if (onSubmitted !== undefined) this.on('submitted', onSubmitted);
-    if (onCompleted !== undefined) this.on('completed', onCompleted);
-    if (onFailed !== undefined) this.on('failed', onFailed);
-    if (onSpilled !== undefined) this.on('spilled', onSpilled);
+    const o = this.options;
+    this.#queue = new PQueue({ concurrency: o.workers, autoStart: false });
+    this.#encoder = new Encoder({
+      backlog: this.#backlog,
+      outbox: o.outbox,
+      compressionLevel: o.compressionLevel,
+      canStart: () => this.#state === 'running' && (o.outbox !== undefined || this.#queuedBytes < o.maxQueueBytes),
+      onEncoded: (item, encoded) => this.#encoded(item, encoded),
+      onError: unexpected,
+    });
+    if (o.outbox !== undefined) this.#spiller = new Spiller(o.outbox, (item, result) => this.#spillSettled(item, result), unexpected);
+    if (o.onSubmitted !== undefined) this.on('submitted', o.onSubmitted);
+    if (o.onCompleted !== undefined) this.on('completed', o.onCompleted);
+    if (o.onFailed !== undefined) this.on('failed', o.onFailed);
+    if (o.onSpilled !== undefined) this.on('spilled', o.onSpilled);
   }
 
   /** `'idle'` before `start()`, `'running'`, `'closing'` during `stop()`, `'closed'`. */
@@ -108,7 +124,7 @@ export class UploadPipeline {
     if (outbox !== undefined && outbox.state !== 'running') throw new IllegalStateError('start the pipeline', `its outbox is ${outbox.state} (start the outbox first)`);
     this.#state = 'running';
     this.#queue.start();
-    this.#kickEncoder();
+    this.#encoder.kick();
     return this;
   }
 
@@ -137,16 +153,14 @@ export class UploadPipeline {
    * bytes, the report goes to the outbox (`spilled`, reason `'queue-full'`),
    * or, without one, `submit()` throws.
    *
-   * @throws {@link QueueFullError} when full and there is no outbox (or the outbox has `queueSize` spills still being written)
-   * @throws {@link InvalidArgumentError} for a report that is not an object, a bad tenant, id, job id or priority, or an id still live here
+   * @throws {@link QueueFullError} when full and there is no running outbox (or the outbox has `queueSize` spills still being written)
+   * @throws {@link InvalidArgumentError} for a report that is not an object with array `findings`/`assets`, a bad tenant, id, job id or priority, or an id live here for the same tenant
    * @throws {@link IllegalStateError} once `stop()` has begun
    * @throws `signal.reason` when `signal` is already aborted
    */
   submit(report: Report, options: PipelineSubmitOptions = {}): string {
     if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('submit a report', this.#state);
-    if (typeof report !== 'object' || report === null || Array.isArray(report) || ArrayBuffer.isView(report)) {
-      throw new InvalidArgumentError(`A report must be an object with \`findings\` and \`assets\` arrays, got ${report === null ? 'null' : Array.isArray(report) ? 'an array' : typeof report}`);
-    }
+    checkShape(report);
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('Submit options must be an object');
     const tenantId = options.tenantId ?? this.options.tenantId;
     if (tenantId === undefined) throw new InvalidArgumentError('`tenantId` is required: pass it to submit() or give the pipeline a default `tenantId`');
@@ -155,10 +169,12 @@ export class UploadPipeline {
     if (id === undefined) id = randomUUID();
     else {
       if (!isValidId(id)) throw new InvalidArgumentError(`\`reportId\` must be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(id)}`);
-      if (this.#live.has(id)) throw new InvalidArgumentError(`Report ${id} is already in the pipeline`);
+      if (this.#live.has(`${tenantId}/${id}`)) throw new InvalidArgumentError(`Report ${id} of tenant ${tenantId} is already in the pipeline`);
     }
     const jobId = options.jobId;
-    if (jobId !== undefined && (typeof jobId !== 'string' || jobId.length > 256)) throw new InvalidArgumentError(`\`jobId\` must be a string of at most 256 characters, got ${typeof jobId}`);
+    if (jobId !== undefined && (typeof jobId !== 'string' || jobId.length > 256)) {
+      throw new InvalidArgumentError(`\`jobId\` must be a string of at most 256 characters, got ${typeof jobId === 'string' ? `${jobId.length} characters` : typeof jobId}`);
+    }
     const priority = options.priority ?? 0;
     if (!Number.isSafeInteger(priority)) throw new InvalidArgumentError(`\`priority\` must be an integer, got ${String(priority)}`);
     const signal = options.signal;
@@ -169,23 +185,23 @@ export class UploadPipeline {
     const held = c.encoding + c.queued + c.uploading + c.retrying; // what `queueSize` bounds
     const full = held >= o.queueSize ? 'count' : this.#queuedBytes >= o.maxQueueBytes ? 'bytes' : undefined;
     if (full !== undefined) {
-      if (o.outbox === undefined) throw new QueueFullError(full, full === 'count' ? o.queueSize : o.maxQueueBytes);
+      if (o.outbox === undefined || o.outbox.state !== 'running') throw new QueueFullError(full, full === 'count' ? o.queueSize : o.maxQueueBytes);
       if (c.spilling >= o.queueSize) throw new QueueFullError('spill-backlog', o.queueSize);
     }
 
     const item = new Item(id, tenantId, jobId, priority, this.#seq++, report, signal);
-    this.#live.set(id, item);
+    this.#live.set(item.key, item);
     this.#submitted++;
     c.encoding++; // every item is born `encoding`; `#move` takes it on from there
-    if (signal !== undefined) {
-      item.onAbort = () => this.#callerAborted(item);
-      signal.addEventListener('abort', item.onAbort, { once: true });
+    this.#signals.add(item);
+    if (this.#emitter.has('submitted')) {
+      this.#emitter.emit('submitted', item.view);
+      if (item.state !== 'encoding') return id; // a listener aborted it or stopped the pipeline: already settled
     }
-    if (this.#emitter.has('submitted')) this.#emitter.emit('submitted', item);
     if (full !== undefined) this.#spill(item, 'queue-full');
     else {
       this.#backlog.push(item);
-      this.#kickEncoder();
+      this.#encoder.kick();
     }
     return id;
   }
@@ -227,13 +243,19 @@ export class UploadPipeline {
    * Stops: refuses new reports; hands every report queued or waiting for a
    * retry to the outbox (or fails it with reason `'stopped'`); lets uploads in
    * flight finish for up to `timeoutMs`, then aborts them and treats them the
-   * same way. Resolves when every report is settled. Idempotent.
+   * same way. Resolves when every report is settled. Idempotent: a second call
+   * returns the first call's promise (its `timeoutMs` is ignored).
    * @param options.timeoutMs - grace for uploads in flight, in ms @default `stopTimeoutMs`
-   * @throws {@link InvalidOptionError} for a bad `timeoutMs`
+   * @throws {@link InvalidOptionError} (as a rejection) for a bad `timeoutMs`
    */
   stop(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (this.#stopping !== undefined) return this.#stopping;
-    const timeoutMs = v.timerMs('timeoutMs', options.timeoutMs ?? this.options.stopTimeoutMs, 0);
+    let timeoutMs: number;
+    try {
+      timeoutMs = v.timerMs('timeoutMs', options.timeoutMs ?? this.options.stopTimeoutMs, 0);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     this.#stopping = this.#stop(timeoutMs);
     return this.#stopping;
   }
@@ -252,6 +274,7 @@ export class UploadPipeline {
     this.#state = 'closing';
     this.#queue.pause();
     this.#queue.clear();
+    this.#tombstones = 0;
     this.#backlog.clear();
     for (const item of [...this.#live.values()]) {
       if (item.state === 'encoding' || item.state === 'queued' || item.state === 'retrying') this.#stopped(item);
@@ -288,10 +311,12 @@ export class UploadPipeline {
     if (holdsBytes(from)) this.#queuedBytes -= bytes;
     if (holdsBytes(to)) this.#queuedBytes += bytes;
     item.state = to;
+    if (from === 'queued' && to !== 'uploading') this.#tombstoned();
     if (from === 'uploading' && c.uploading === 0) this.#onNoUploads?.();
+    if (holdsBytes(from) && !holdsBytes(to)) this.#encoder.kick(); // room for the encoder again, if it waited
     if (!isTerminal(to)) return;
-    this.#live.delete(item.id);
-    if (item.onAbort !== undefined) item.signal?.removeEventListener('abort', item.onAbort);
+    this.#live.delete(item.key);
+    this.#signals.remove(item);
     item.report = undefined;
     item.body = undefined;
     item.upload = undefined;
@@ -300,43 +325,35 @@ export class UploadPipeline {
 
   #complete(item: Item, result: UploadResult): void {
     this.#move(item, 'completed');
-    this.#emitter.emit('completed', item, result);
+    this.#emitter.emit('completed', item.view, result);
   }
 
   #fail(item: Item, error: Error, reason: FailReason): void {
     this.#move(item, 'failed');
-    this.#emitter.emit('failed', item, error, reason);
+    this.#emitter.emit('failed', item.view, error, reason);
   }
 
   /** The pipeline stops before `item` was sent. */
   #stopped(item: Item): void {
     if (item.timer !== undefined) clearTimeout(item.timer);
     item.timer = undefined;
-    if (this.options.outbox !== undefined) this.#spill(item, 'stopped');
+    if (this.#spiller !== undefined) this.#spill(item, 'stopped');
     else this.#fail(item, new PipelineStoppedError(), 'stopped');
   }
 
   /** Hands `item` to the outbox; it is `spilling` until the outbox has it durably. */
   #spill(item: Item, reason: SpillReason): void {
-    const outbox = this.options.outbox;
-    if (outbox === undefined) throw new Error('unreachable: spill without an outbox');
     this.#move(item, 'spilling');
-    const options = { tenantId: item.tenantId, reportId: item.id, priority: item.priority, signal: item.signal };
-    // Started on a microtask: a spill from submit() must not serialise the report on the caller's path.
-    const stored = Promise.resolve().then(() =>
-      item.body !== undefined ? outbox.submitEncodedReport(item.body, options) : outbox.submitReport(item.report as Report, options),
-    );
-    stored.then(
-      (receipt) => {
-        this.#move(item, 'spilled');
-        this.#emitter.emit('spilled', item, reason, receipt);
-      },
-      (err: unknown) => {
-        if (item.signal?.aborted === true) this.#fail(item, asError(err), 'aborted');
-        else if (err instanceof InvalidArgumentError && item.body === undefined) this.#fail(item, err, 'invalid');
-        else this.#fail(item, asError(err), 'spill-failed');
-      },
-    );
+    item.spillReason = reason;
+    (this.#spiller as Spiller).push(item);
+  }
+
+  #spillSettled(item: Item, result: SpillResult): void {
+    if (item.state !== 'spilling') return;
+    if (result.ok) {
+      this.#move(item, 'spilled');
+      this.#emitter.emit('spilled', item.view, item.spillReason as SpillReason, result.receipt);
+    } else this.#fail(item, result.error, result.reason);
   }
 
   #callerAborted(item: Item): void {
@@ -348,87 +365,68 @@ export class UploadPipeline {
         this.#fail(item, reason, 'aborted');
         break;
       case 'encoding':
-      case 'queued': // left behind in the backlog or p-queue: skipped when reached
+      case 'queued': // left in the backlog or the upload queue: skipped when reached
         this.#fail(item, reason, 'aborted');
         break;
       case 'uploading':
         item.attempt?.abort(item.signal?.reason); // the attempt settles it
         break;
-      default: // spilling: the outbox has the signal and settles it
+      case 'spilling':
+        if (!item.spillStarted) this.#fail(item, reason, 'aborted'); // else the outbox has the signal and settles it
+        break;
+      default:
     }
   }
 
-  #kickEncoder(): void {
-    if (this.#encoding || this.#state !== 'running') return;
-    this.#encoding = true;
-    this.#encodeLoop()
-      .catch(unexpected)
-      .finally(() => {
-        this.#encoding = false;
-        // A submission may have landed between the loop's last look and now.
-        if (this.#backlog.waiting) this.#kickEncoder();
-      });
-  }
-
-  /** Encodes the backlog, {@link ENCODE_AHEAD} at a time, handing items on in submission order. */
-  async #encodeLoop(): Promise<void> {
-    await Promise.resolve(); // never inside submit()
-    const window: { item: Item; job: Promise<Encoded> }[] = [];
-    const { outbox, compressionLevel } = this.options;
-    while (this.#state === 'running') {
-      while (window.length < ENCODE_AHEAD) {
-        const item = this.#backlog.next();
-        if (item === undefined) break;
-        window.push({ item, job: encodeItem(item.report as Report, outbox, compressionLevel) });
-      }
-      const head = window.shift();
-      if (head === undefined) return;
-      const encoded = await head.job;
-      const item = head.item;
-      if (item.state !== 'encoding') continue; // aborted or stopped meanwhile
-      if (encoded.kind === 'invalid') this.#fail(item, asError(encoded.error), 'invalid');
-      else if (encoded.kind === 'large') this.#spill(item, 'large');
-      else {
-        item.encoded(encoded.body);
-        // Measured now: over the byte bound, and the outbox can take it, it goes there instead of memory.
-        if (outbox !== undefined && this.#queuedBytes > 0 && this.#queuedBytes + (item.bodyBytes as number) > this.options.maxQueueBytes) this.#spill(item, 'queue-full');
-        else this.#enqueue(item);
-      }
+  #encoded(item: Item, encoded: Encoded): void {
+    if (item.state !== 'encoding') return; // aborted or stopped meanwhile
+    if (encoded.kind === 'invalid') this.#fail(item, asError(encoded.error), 'invalid');
+    else if (encoded.kind === 'large') this.#spill(item, 'large');
+    else {
+      item.encoded(encoded.body);
+      // Measured now: if it takes the queue past the byte bound and the outbox can take it, it goes there.
+      const o = this.options;
+      if (o.outbox !== undefined && this.#queuedBytes > 0 && this.#queuedBytes + (item.bodyBytes as number) > o.maxQueueBytes) this.#spill(item, 'queue-full');
+      else this.#enqueue(item);
     }
   }
 
   #enqueue(item: Item): void {
     this.#move(item, 'queued');
+    item.enqueueSeq = this.#enqueueSeq++;
     this.#queue.add(() => this.#upload(item), { priority: item.priority }).catch(unexpected);
+  }
+
+  /** An entry of the upload queue went stale; rebuild the queue when they outnumber the live ones. */
+  #tombstoned(): void {
+    if (this.#state !== 'running' || ++this.#tombstones <= Math.max(1024, this.#counts.queued)) return;
+    this.#queue.clear();
+    this.#tombstones = 0;
+    const queued = [...this.#live.values()].filter((i) => i.state === 'queued');
+    queued.sort((a, b) => b.priority - a.priority || a.enqueueSeq - b.enqueueSeq);
+    for (const item of queued) this.#queue.add(() => this.#upload(item), { priority: item.priority }).catch(unexpected);
   }
 
   /** One attempt; holds its worker until the uploader's promise settles, so at most `workers` requests run. */
   async #upload(item: Item): Promise<void> {
-    if (item.state !== 'queued') return; // settled while it waited
+    if (item.state !== 'queued') {
+      this.#tombstones--;
+      return;
+    }
     this.#move(item, 'uploading');
     item.attempts++;
-    const controller = new AbortController();
-    item.attempt = controller;
-    const timeoutMs = this.options.uploadTimeoutMs;
-    const timer = setTimeout(() => controller.abort(new UploadTimeoutError(timeoutMs)), timeoutMs);
-    if (this.#emitter.has('started')) this.#emitter.emit('started', item, item.attempts);
-    let call: Promise<UploadResult>;
+    const attempt = startAttempt(() => this.options.uploaderFor(item.tenantId), item.upload as NonNullable<Item['upload']>, this.options.uploadTimeoutMs);
+    item.attempt = attempt.controller;
+    if (this.#emitter.has('started')) this.#emitter.emit('started', item.view, item.attempts);
     try {
-      call = this.options.uploaderFor(item.tenantId).uploadReport(item.upload as NonNullable<Item['upload']>, { signal: controller.signal });
-    } catch (err) {
-      call = Promise.reject(err);
-    }
-    try {
-      const result = await abortable(call, controller.signal);
+      const result = await attempt.outcome;
       item.attempt = undefined;
-      clearTimeout(timer);
       this.#complete(item, result);
     } catch (err) {
       item.attempt = undefined;
-      clearTimeout(timer);
       this.#attemptFailed(item, err);
     }
-    await call.then(noop, noop);
+    await attempt.settled;
   }
 
   #attemptFailed(item: Item, err: unknown): void {
@@ -436,7 +434,7 @@ export class UploadPipeline {
       policy: this.options.retryPolicy,
       attempts: item.attempts,
       retryAttempts: this.options.retryAttempts,
-      hasOutbox: this.options.outbox !== undefined,
+      hasOutbox: this.#spiller !== undefined,
       stopping: this.#state !== 'running',
       callerAborted: item.signal?.aborted === true,
     });
@@ -448,26 +446,18 @@ export class UploadPipeline {
         item.timer = undefined;
         if (item.state === 'retrying' && this.#state === 'running') this.#enqueue(item);
       }, step.delayMs);
-      this.#emitter.emit('retry', item, step.error, item.attempts, step.delayMs);
+      this.#emitter.emit('retry', item.view, step.error, item.attempts, step.delayMs);
     }
   }
 }
 
-/** Settles like `promise`, or rejects with `signal.reason` as soon as `signal` aborts (the promise is left to settle on its own). */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (err: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
+/** Cheap shape checks on the caller's path (serialisation problems surface later, as `'invalid'`). */
+function checkShape(report: unknown): void {
+  if (typeof report !== 'object' || report === null || Array.isArray(report) || ArrayBuffer.isView(report)) {
+    throw new InvalidArgumentError(`A report must be an object with \`findings\` and \`assets\` arrays, got ${report === null ? 'null' : Array.isArray(report) ? 'an array' : typeof report}`);
+  }
+  for (const field of ['findings', 'assets'] as const) {
+    const value = (report as Report)[field];
+    if (value !== undefined && !Array.isArray(value)) throw new InvalidArgumentError(`The report's \`${field}\` must be an array, got ${value === null ? 'null' : typeof value}`);
+  }
 }
