@@ -90,4 +90,6 @@ export interface PipelineStats {
   readonly uploading: number;
   /** Reports being written to the outbox now. Part of `inProgress`. */
   readonly spilling: number;
+  /** Reports the background encoder has not measured yet. Part of `queued`. */
+  readonly encoding: number;
 }

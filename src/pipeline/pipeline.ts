@@ -220,6 +220,7 @@ export class UploadPipeline {
       queuedBytes: this.#queuedBytes,
       uploading: c.uploading,
       spilling: c.spilling,
+      encoding: c.encoding,
     };
   }
 
