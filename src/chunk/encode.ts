@@ -150,8 +150,10 @@ export function wholeReport(whole: WholeReportBody): EncodedReport {
 
 async function wholeBody(decision: Decision, compressionLevel: number): Promise<WholeReportBody> {
   const builder = new WholeBodyBuilder(decision.head);
-  for (const json of decision.findings ?? []) builder.finding(json);
-  for (const json of decision.assets ?? []) builder.asset(json);
+  const f = decision.findings ?? [];
+  const a = decision.assets ?? [];
+  builder.add('findings', f.join(','), f.length);
+  builder.add('assets', a.join(','), a.length);
   return builder.finish(compressionLevel);
 }
 

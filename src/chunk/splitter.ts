@@ -106,8 +106,8 @@ export class ContentDigest {
     this.#findings.update(json);
     this.#anyFinding = true;
   }
-  /** Adds an asset's JSON. */
-  asset(json: string): void {
+  /** Adds assets' JSON: one item, or several already joined with commas (as for findings). */
+  asset(json: string | Uint8Array): void {
     if (this.#anyAsset) this.#assets.update(',');
     this.#assets.update(json);
     this.#anyAsset = true;

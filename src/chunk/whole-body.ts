@@ -1,11 +1,11 @@
 /**
- * Builds a report's whole body in the outbox's canonical form, item by item:
- * `{<other fields>,"findings":[…],"assets":[…]}`. It hashes as it goes (the
- * body's sha-256 and the split-independent content digest), so a caller can
- * yield between items, and it remembers which bodies it made.
+ * Builds a report's whole body in the outbox's canonical form,
+ * `{<other fields>,"findings":[…],"assets":[…]}`, from pieces of items
+ * already serialised (one item, or several joined with commas), and
+ * remembers which bodies it made.
  * @internal
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { compressForWire } from '../internal/wire-compress.js';
 import type { EncodedBody } from '../transport/index.js';
 import { ContentDigest } from './splitter.js';
@@ -36,52 +36,64 @@ export function originOf(body: WholeReportBody): WholeBodyOrigin | undefined {
 /** Bytes of the JSON frame around the head and items: `{` `"findings":[` `],"assets":[` `]}`. */
 export const WHOLE_FRAME_BYTES = 27;
 
+const COMMA = Buffer.from(',');
+const OPEN_FINDINGS = Buffer.from('"findings":[');
+const OPEN_ASSETS = Buffer.from('],"assets":[');
+const CLOSE = Buffer.from(']}');
+
+type Piece = string | Uint8Array;
+
+function byteLength(piece: Piece): number {
+  return typeof piece === 'string' ? Buffer.byteLength(piece) : piece.byteLength;
+}
+
 export class WholeBodyBuilder {
   readonly #head: string;
-  readonly #findings: string[] = [];
-  readonly #assets: string[] = [];
-  readonly #sha = createHash('sha256');
-  readonly #digest = new ContentDigest();
-  /** UTF-8 bytes of the body so far (frame included). */
-  bytes: number;
+  readonly #pieces: { findings: Piece[]; assets: Piece[] } = { findings: [], assets: [] };
+  readonly #counts = { findings: 0, assets: 0 };
+  readonly #bytes = { findings: 0, assets: 0 };
+  readonly #headBytes: number;
 
   constructor(head: string) {
     this.#head = head;
-    this.bytes = Buffer.byteLength(head) + WHOLE_FRAME_BYTES;
-    this.#sha.update(`{${head}"findings":[`);
-    this.#digest.head(head);
+    this.#headBytes = Buffer.byteLength(head);
   }
 
-  /** Adds a finding's JSON (all findings before any asset). */
-  finding(json: string): void {
-    add(this.#sha, this.#findings, json);
-    this.#digest.finding(json);
-    this.bytes += Buffer.byteLength(json) + (this.#findings.length > 1 ? 1 : 0);
+  /** UTF-8 bytes of the body so far, frame included. */
+  get bytes(): number {
+    return this.#headBytes + WHOLE_FRAME_BYTES + this.#bytes.findings + this.#bytes.assets;
   }
 
-  /** Adds an asset's JSON. */
-  asset(json: string): void {
-    if (this.#assets.length === 0) this.#sha.update('],"assets":[');
-    add(this.#sha, this.#assets, json);
-    this.#digest.asset(json);
-    this.bytes += Buffer.byteLength(json) + (this.#assets.length > 1 ? 1 : 0);
+  /** Adds `count` items' JSON, joined with commas, to `list` (all findings before any asset). */
+  add(list: 'findings' | 'assets', piece: Piece, count = 1): void {
+    if (count === 0) return;
+    this.#bytes[list] += byteLength(piece) + (this.#counts[list] > 0 ? 1 : 0);
+    this.#counts[list] += count;
+    this.#pieces[list].push(piece);
   }
 
-  /** Compresses the body (on the thread pool) and returns it. Call once. */
+  /** Lays the body out, hashes it, compresses it (on the thread pool) and returns it. Call once. */
   async finish(compressionLevel: number): Promise<WholeReportBody> {
-    if (this.#assets.length === 0) this.#sha.update('],"assets":[');
-    this.#sha.update(']}');
-    const raw = Buffer.from(`{${this.#head}"findings":[${this.#findings.join(',')}],"assets":[${this.#assets.join(',')}]}`, 'utf8');
-    const sha256 = this.#sha.digest('hex');
+    const parts: Uint8Array[] = [Buffer.from(`{${this.#head}`), OPEN_FINDINGS];
+    const findingsAt = this.#headBytes + 1 + OPEN_FINDINGS.length;
+    for (const list of ['findings', 'assets'] as const) {
+      if (list === 'assets') parts.push(OPEN_ASSETS);
+      this.#pieces[list].forEach((piece, i) => {
+        if (i > 0) parts.push(COMMA);
+        parts.push(typeof piece === 'string' ? Buffer.from(piece) : piece);
+      });
+    }
+    parts.push(CLOSE);
+    const raw = Buffer.concat(parts, this.bytes);
+    const assetsAt = findingsAt + this.#bytes.findings + OPEN_ASSETS.length;
+    const digest = new ContentDigest();
+    digest.head(this.#head);
+    if (this.#counts.findings > 0) digest.finding(raw.subarray(findingsAt, findingsAt + this.#bytes.findings));
+    if (this.#counts.assets > 0) digest.asset(raw.subarray(assetsAt, assetsAt + this.#bytes.assets));
+    const sha256 = createHash('sha256').update(raw).digest('hex');
     const wire = await compressForWire(raw, compressionLevel);
-    const body: WholeReportBody = { body: wire.body, encoding: wire.encoding, sha256, rawBytes: raw.length, contentDigest: this.#digest.digest() };
-    made.set(body, { findings: this.#findings.length, assets: this.#assets.length });
+    const body: WholeReportBody = { body: wire.body, encoding: wire.encoding, sha256, rawBytes: raw.length, contentDigest: digest.digest() };
+    made.set(body, { findings: this.#counts.findings, assets: this.#counts.assets });
     return Object.freeze(body);
   }
-}
-
-function add(sha: Hash, list: string[], json: string): void {
-  if (list.length > 0) sha.update(',');
-  sha.update(json);
-  list.push(json);
 }

@@ -13,6 +13,7 @@ import { originOf, WholeBodyBuilder, type WholeReportBody } from './whole-body.j
 /** JSON serialised between two yields to the event loop, so a huge report never holds it for long. */
 const YIELD_EVERY_BYTES = 512 * 1024;
 
+
 /**
  * Serialises and compresses `report` as one body, byte for byte as a
  * {@link ChunkManager} sends a report it does not split: the report's other
@@ -35,7 +36,7 @@ export async function encodeWholeReport(report: Report, options: { readonly comp
 /**
  * Encodes `report` whole. With `settings`, resolves `undefined` as soon as
  * those settings are known to split it (by its counts, or once its JSON
- * reaches the size limit), having serialised no more than that limit.
+ * reaches the size limit), having serialised at most one slice past that limit.
  * @internal
  */
 export async function encodeWhole(report: Report, settings: SplitSettings | undefined, compressionLevel: number): Promise<WholeReportBody | undefined> {
@@ -45,20 +46,63 @@ export async function encodeWhole(report: Report, settings: SplitSettings | unde
   if (settings !== undefined && chunkedByCount(findings.length, assets.length, settings)) return undefined;
   const limit = settings === undefined ? Number.POSITIVE_INFINITY : wholeSizeLimit(settings);
   const builder = new WholeBodyBuilder(headOf(report));
-  let nextYield = builder.bytes + YIELD_EVERY_BYTES;
-  for (const [list, what] of [[findings, 'Finding'], [assets, 'Asset']] as const) {
-    for (let i = 0; i < list.length; i++) {
-      const json = stringifyItem(list[i], `${what} ${i}`);
-      if (what === 'Finding') builder.finding(json);
-      else builder.asset(json);
-      if (builder.bytes >= limit) return undefined;
-      if (builder.bytes >= nextYield) {
-        nextYield = builder.bytes + YIELD_EVERY_BYTES;
-        await yieldToLoop();
-      }
+  const pacer = { sinceYield: 0 };
+  if (!(await serialiseInto(builder, 'findings', findings, limit, pacer))) return undefined;
+  if (!(await serialiseInto(builder, 'assets', assets, limit, pacer))) return undefined;
+  return builder.finish(compressionLevel);
+}
+
+/** Target JSON bytes of one slice serialised in one go. */
+const SLICE_BYTES = 64 * 1024;
+
+/**
+ * Serialises `list` into `builder` a slice at a time: one `JSON.stringify` per
+ * slice (sized from the items seen so far to about {@link SLICE_BYTES}),
+ * item by item only for a slice holding an item an array would not show as
+ * itself (so the error names it). Yields to the event loop every
+ * {@link YIELD_EVERY_BYTES}. Resolves false once the body reaches `limit`.
+ */
+async function serialiseInto(builder: WholeBodyBuilder, list: 'findings' | 'assets', items: readonly unknown[], limit: number, pacer: { sinceYield: number }): Promise<boolean> {
+  const what = list === 'findings' ? 'Finding' : 'Asset';
+  let perSlice = 16;
+  for (let start = 0; start < items.length; ) {
+    const end = Math.min(items.length, start + perSlice);
+    const piece = sliceJson(items, start, end) ?? Buffer.from(itemByItem(items, start, end, what));
+    builder.add(list, piece, end - start);
+    if (builder.bytes >= limit) return false;
+    perSlice = Math.min(4096, Math.max(1, Math.floor((SLICE_BYTES * (end - start)) / Math.max(1, piece.byteLength))));
+    start = end;
+    pacer.sinceYield += piece.byteLength;
+    if (pacer.sinceYield >= YIELD_EVERY_BYTES) {
+      pacer.sinceYield = 0;
+      await yieldToLoop();
     }
   }
-  return builder.finish(compressionLevel);
+  return true;
+}
+
+/** Items `start..end` as their JSON joined with commas, in one `JSON.stringify`; `undefined` when an item needs the item-by-item path. */
+function sliceJson(items: readonly unknown[], start: number, end: number): Buffer | undefined {
+  for (let i = start; i < end; i++) {
+    const item = items[i];
+    const type = typeof item;
+    // In an array these would read as `null` (or as their toJSON()), where alone they are refused or differ.
+    if (type === 'undefined' || type === 'function' || type === 'symbol') return undefined;
+    if (type === 'object' && item !== null && typeof (item as { toJSON?: unknown }).toJSON === 'function') return undefined;
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(start === 0 && end === items.length ? items : items.slice(start, end));
+  } catch {
+    return undefined; // a cycle or a BigInt: the item-by-item path names the item
+  }
+  return Buffer.from(json).subarray(1, -1);
+}
+
+function itemByItem(items: readonly unknown[], start: number, end: number, what: string): string {
+  const parts: string[] = [];
+  for (let i = start; i < end; i++) parts.push(stringifyItem(items[i], `${what} ${i}`));
+  return parts.join(',');
 }
 
 /**

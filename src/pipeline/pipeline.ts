@@ -84,6 +84,8 @@ export class UploadPipeline {
   #tombstones = 0;
   #state: UploadPipelineState = 'idle';
   #stopping: Promise<void> | undefined;
+  /** The one error of the reports `stop()` fails (a stack trace per report would cost ms for thousands). */
+  #stopError: PipelineStoppedError | undefined;
   /** Wakes `stop()` when the last upload in flight settles. */
   #onNoUploads: (() => void) | undefined;
 
@@ -164,7 +166,7 @@ export class UploadPipeline {
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('Submit options must be an object');
     const tenantId = options.tenantId ?? this.options.tenantId;
     if (tenantId === undefined) throw new InvalidArgumentError('`tenantId` is required: pass it to submit() or give the pipeline a default `tenantId`');
-    if (!isValidId(tenantId)) throw new InvalidArgumentError(`\`tenantId\` must be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(tenantId)}`);
+    if (tenantId !== this.options.tenantId && !isValidId(tenantId)) throw new InvalidArgumentError(`\`tenantId\` must be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(tenantId)}`);
     let id = options.reportId;
     if (id === undefined) id = randomUUID();
     else {
@@ -339,7 +341,7 @@ export class UploadPipeline {
     if (item.timer !== undefined) clearTimeout(item.timer);
     item.timer = undefined;
     if (this.#spiller !== undefined) this.#spill(item, 'stopped');
-    else this.#fail(item, new PipelineStoppedError(), 'stopped');
+    else this.#fail(item, (this.#stopError ??= new PipelineStoppedError()), 'stopped');
   }
 
   /** Hands `item` to the outbox; it is `spilling` until the outbox has it durably. */

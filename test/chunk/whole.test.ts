@@ -9,7 +9,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { decompress } from '@mongodb-js/zstd';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ChunkManager, encodeWholeReport, type ChunkManagerOptions, type Report, type WholeReportBody } from '../../src/chunk/index.js';
+import fc from 'fast-check';
+import { ChunkManager, chunkManagerDefaults, defaultFindingAssetIds, encodeWholeReport, type ChunkManagerOptions, type Report, type WholeReportBody } from '../../src/chunk/index.js';
+import { encodeReport } from '../../src/chunk/encode.js';
 import { ChunkError, IllegalStateError, InvalidArgumentError, InvalidOptionError } from '../../src/errors.js';
 import { makeReport, ScriptedUploader, startManager, unavailable } from '../helpers/chunk.js';
 import { tempDir } from '../helpers/ingest.js';
@@ -214,5 +216,66 @@ describe('ChunkManager.submitEncodedReport', () => {
     await expect(m.submitEncodedReport(body, { tenantId: 't', reportId: 'r2' })).rejects.toBeInstanceOf(IllegalStateError);
     // Encoding needs no running outbox, closed or not.
     expect(await m.encodeWholeReport(makeReport(3, 1))).toMatchObject({ sha256: body.sha256 });
+  });
+});
+
+describe('encodeWholeReport() against the outbox, on random reports', () => {
+  const settings = { ...chunkManagerDefaults, minFindingsForChunking: 1e9, minAssetsForChunking: 1e9, minSizeForChunkingBytes: 1e12, maxChunkSizeBytes: 256 * 1024 * 1024, findingAssetIds: defaultFindingAssetIds };
+  const value = fc.oneof(
+    fc.string({ unit: 'grapheme', maxLength: 30 }),
+    fc.integer(),
+    fc.double({ noNaN: false }),
+    fc.boolean(),
+    fc.constant(null),
+    fc.constant(undefined),
+    fc.date({ noInvalidDate: true }),
+    fc.dictionary(fc.string({ maxLength: 5 }), fc.oneof(fc.string({ maxLength: 10 }), fc.integer(), fc.constant(undefined))),
+  );
+  const item = fc.oneof(
+    { weight: 16, arbitrary: fc.record({ id: fc.string({ maxLength: 8 }), rule: fc.string({ unit: 'grapheme', maxLength: 20 }), v: value }) },
+    { weight: 2, arbitrary: value },
+    // Serialises to nothing alone (refused) but to `null` inside an array.
+    { weight: 1, arbitrary: fc.constant({ toJSON: () => undefined }) },
+  );
+
+  it('gives the bytes, digests and errors the outbox gives for the same report sent whole', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(item, { maxLength: 120 }), fc.array(item, { maxLength: 30 }), fc.option(fc.dictionary(fc.string({ maxLength: 6 }), value), { nil: undefined }), async (findings, assets, metadata) => {
+        const report: Report = { ...(metadata === undefined ? {} : { metadata }), findings, assets };
+        let ours: WholeReportBody | Error;
+        let theirs: Awaited<ReturnType<typeof encodeReport>> | Error;
+        try {
+          ours = await encodeWholeReport(report);
+        } catch (err) {
+          ours = err as Error;
+        }
+        try {
+          theirs = await encodeReport(report, settings, undefined);
+        } catch (err) {
+          theirs = err as Error;
+        }
+        if (ours instanceof Error || theirs instanceof Error) {
+          expect(ours).toBeInstanceOf(InvalidArgumentError);
+          expect(theirs).toBeInstanceOf(InvalidArgumentError);
+          expect((ours as Error).message).toBe((theirs as Error).message);
+          return;
+        }
+        const chunk = theirs.chunks[0];
+        expect(theirs.kind).toBe('whole');
+        expect(ours.sha256).toBe(chunk?.sha256);
+        expect(ours.rawBytes).toBe(chunk?.rawBytes);
+        expect(ours.contentDigest).toBe(theirs.digest);
+        expect(Buffer.from(ours.body).equals(Buffer.from(chunk?.body ?? []))).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('serialises in slices and gives the same body for a report of many large findings', async () => {
+    const big: Report = { metadata: { tool: 't' }, findings: Array.from({ length: 3000 }, (_, i) => ({ id: `F-${i}`, detail: 'é'.repeat(i % 700), when: new Date(i * 1000) })), assets: [] };
+    const ours = await encodeWholeReport(big);
+    const theirs = await encodeReport(big, settings, undefined);
+    expect(ours.sha256).toBe(theirs.chunks[0]?.sha256);
+    expect(ours.contentDigest).toBe(theirs.digest);
   });
 });
