@@ -8,13 +8,15 @@
  * - the agent:
  *   - a `ResourceController` admits scan jobs only while CPU, memory and the
  *     disk holding `.outpost/` allow, and aborts a job past its timeout;
- *   - each job "scans" a target and hands its report to the durable outbox
- *     (`ChunkManager`, `.outpost/chunks.db`): small reports are sent whole,
- *     large ones in chunks that each carry the assets their findings refer to;
- *   - an `AuditLogger` writes every job, upload and throttle to
- *     `.outpost/audit/` (JSON lines, 0600 in a 0700 directory);
+ *   - each job "scans" a target and submits its report to the upload pipeline
+ *     (`UploadPipeline`), which returns at once and uploads small reports whole
+ *     in the background; a report large enough to be chunked goes to the durable
+ *     outbox behind it (`ChunkManager`, `.outpost/chunks.db`), which sends it in
+ *     chunks that each carry the assets their findings refer to;
+ *   - an `AuditLogger` writes every job, upload, hand-over to the outbox and
+ *     throttle to `.outpost/audit/` (JSON lines, 0600 in a 0700 directory);
  * - waits until everything is uploaded, prints what happened, closes
- *   everything, and exits on its own.
+ *   everything (the pipeline before the outbox), and exits on its own.
  *
  * Everything runs on embedded defaults; no network beyond 127.0.0.1. Files
  * holding data are 0600 in 0700 directories under `OUTPOST_DATA_DIR`
@@ -27,6 +29,7 @@ import { join } from 'node:path';
 import { AuditLogger } from '../src/audit/index.js';
 import { ChunkManager } from '../src/chunk/index.js';
 import { createIngestHandler, staticTokenAuthenticator } from '../src/ingest/index.js';
+import { UploadPipeline } from '../src/pipeline/index.js';
 import { ResourceController } from '../src/resource/index.js';
 import { HttpUploader } from '../src/transport/index.js';
 
@@ -86,7 +89,25 @@ outbox.on('chunk-retry', (e) => console.log(`agent:  chunk ${e.index + 1}/${e.to
 outbox.on('chunk-dead', (e) => audit.error('chunk_failed', `gave up chunk ${e.index} of ${e.reportId}: ${e.reason}`));
 outbox.on('report-completed', (e) => console.log(`agent:  ${e.reportId} acknowledged: ${e.totalChunks} chunk(s) in ${e.durationMs} ms`));
 outbox.on('error', (err) => audit.error('agent_error', err.message, { code: err.code }));
-await outbox.start();
+await outbox.start(); // the outbox before the pipeline: a pipeline needs its outbox running
+
+// The scan loop submits here and goes on at once; what the pipeline cannot send goes to the outbox.
+const pipeline = new UploadPipeline({ uploader, outbox, tenantId, retryDelayMs: 200, maxRetryDelayMs: 2_000, uploadTimeoutMs: 30_000 });
+pipeline.on('started', (item, attempt) => audit.log({ type: 'upload_started', message: `Upload of report ${item.id} started (attempt ${attempt})`, jobId: item.jobId, reportId: item.id, details: { attempt, bytes: item.bodyBytes } }));
+pipeline.on('retry', (item, error, retry, delayMs) =>
+  audit.log({ type: 'upload_retry', severity: 'WARN', message: `Upload of report ${item.id} failed; retry ${retry} in ${delayMs} ms`, jobId: item.jobId, reportId: item.id, details: { retry, delay_ms: delayMs, error } }),
+);
+pipeline.on('completed', (item, result) => {
+  audit.log({ type: 'upload_completed', message: `Report ${item.id} uploaded`, jobId: item.jobId, reportId: item.id, durationMs: Date.now() - item.submittedAt, details: { status: result.status, duplicate: result.duplicate, attempts: item.attempts, bytes: item.bodyBytes } });
+  console.log(`agent:  ${item.id} uploaded by the pipeline (${result.status}, ${item.bodyBytes} bytes, attempt ${item.attempts})`);
+});
+pipeline.on('failed', (item, error, reason) => audit.log({ type: 'upload_failed', severity: 'ERROR', message: `Report ${item.id} given up: ${reason}`, jobId: item.jobId, reportId: item.id, details: { reason, error } }));
+pipeline.on('spilled', (item, reason, receipt) => {
+  // From here the outbox owns it: its chunk events carry on under the same report id.
+  audit.log({ type: 'chunk_created', severity: reason === 'large' ? 'INFO' : 'WARN', message: `Report ${item.id} handed to the outbox (${reason})`, jobId: item.jobId, reportId: item.id, details: { reason, chunks: receipt.totalChunks, stored_bytes: receipt.storedBytes } });
+  console.log(`agent:  ${item.id} handed to the outbox (${reason}): ${receipt.chunked ? `${receipt.totalChunks} chunks` : 'whole'}, ${receipt.rawBytes} → ${receipt.storedBytes} bytes`);
+});
+pipeline.start();
 
 const runId = Date.now().toString(36);
 
@@ -117,23 +138,28 @@ await Promise.all(
         const started = Date.now();
         audit.jobStarted(jobId, 'scan', { target });
         const report = scan(target, findings);
-        const receipt = await outbox.submitReport(report, { tenantId, reportId: jobId, signal });
-        // Resolved: the report is on disk and will reach the server even if this process dies now.
-        audit.jobCompleted(jobId, Date.now() - started, { chunks: receipt.totalChunks, rawBytes: receipt.rawBytes, storedBytes: receipt.storedBytes });
-        console.log(`agent:  ${jobId} stored: ${receipt.chunked ? `${receipt.totalChunks} chunks` : 'whole'}, ${receipt.rawBytes} → ${receipt.storedBytes} bytes`);
+        signal.throwIfAborted();
+        // Returns at once: no I/O, no serialisation here. The report must not change from now on.
+        const reportId = pipeline.submit(report, { reportId: jobId, jobId });
+        audit.jobCompleted(jobId, Date.now() - started, { report_id: reportId, findings });
+        console.log(`agent:  ${jobId} submitted: ${findings} findings`);
       },
       { timeoutMs: 60_000 },
     );
   }),
 );
 
+// Every report settled in the pipeline (uploaded, or in the outbox), then the outbox drained.
+await pipeline.flush({ signal: AbortSignal.timeout(30_000) });
 await outbox.flush({ signal: AbortSignal.timeout(30_000) });
 const status = resources.status();
 console.log(`agent:  resources: ${status.activeJobs} active, ${status.maxJobs} max, throttled: ${status.throttled}, cpu from ${status.source?.cpu ?? 'unknown'}, memory from ${status.source?.memory ?? 'unknown'}`);
+console.log('agent:  pipeline:', JSON.stringify(pipeline.stats()));
 console.log('agent:  outbox:', JSON.stringify(outbox.stats().chunks));
 
 // ── Shut down: everything closes, the process exits by itself ────────────────
 audit.info('agent_stop', 'demo agent stopping');
+await pipeline.close(); // first: whatever it still held would be spilled to the outbox, which must still be running
 await outbox.close();
 await uploader.close();
 await resources.close();

@@ -461,8 +461,9 @@ export type QueueFullBound = 'count' | 'bytes' | 'spill-backlog';
 
 /**
  * `UploadPipeline.submit()` refused a report: the in-memory queue holds
- * `queueSize` reports or `maxQueueBytes` bytes and there is no outbox to spill
- * to (or the outbox has `queueSize` spills still being written). Nothing was
+ * `queueSize` reports or `maxQueueBytes` bytes and there is no running outbox
+ * to spill to (none configured, or not started yet), or the outbox has
+ * `queueSize` spills still being written (`'spill-backlog'`). Nothing was
  * accepted; the caller still owns the report. Code `OUTPOST_QUEUE_FULL`.
  */
 export class QueueFullError extends OutpostError {

@@ -4,7 +4,7 @@
 import type { SubmitReceipt } from '../chunk/index.js';
 import type { UploadError, UploadResult } from '../transport/index.js';
 
-/** A submitted report as events show it (the report itself is not kept once encoded). */
+/** A submitted report as events show it: a live, read-only view (the report itself is not kept once encoded). */
 export interface PipelineItem {
   /** The id `submit()` returned; also the report id on the wire, so the server de-duplicates retries. */
   readonly id: string;
@@ -20,6 +20,8 @@ export interface PipelineItem {
   readonly submittedAt: number;
   /** Bytes of its encoded (compressed) body, once the background encoder has measured it. */
   readonly bodyBytes: number | undefined;
+  /** A plain snapshot of the fields above (what `JSON.stringify` and `console.log` show). */
+  toJSON(): Record<string, unknown>;
 }
 
 /**

@@ -14,9 +14,11 @@ export interface PipelineOptions {
   readonly uploader: UploaderSource;
   /**
    * The durable outbox. With one, nothing is lost: a report the queue cannot
-   * take, one whose retries ran out, one the pipeline stops with, and one the
-   * outbox would split into chunks all go to it (event `spilled`). Start it
-   * before the pipeline and close it after.
+   * take, one whose retries ran out, one refused with 401/403, one whose
+   * uploader failed in a way that is not an upload failure, one the pipeline
+   * stops with, and one the outbox would split into chunks all go to it
+   * (event `spilled`, see {@link SpillReason}). Start it before the pipeline
+   * and close it after.
    * @default none: those reports fail (`failed` event) or `submit()` throws {@link QueueFullError}
    */
   readonly outbox?: ChunkManager | undefined;
@@ -27,9 +29,10 @@ export interface PipelineOptions {
   /**
    * Most bytes held in memory by those reports, counted as their compressed
    * bodies. `submit()` accepts while the total is under it; the encoder then
-   * measures each report, and with an `outbox` one that would take the total
-   * past it goes to the outbox. Without an outbox, reports submitted before
-   * the encoder measured them can pass it (`queueSize` still bounds them).
+   * measures each report: with an `outbox`, one that would take the total
+   * past it goes to the outbox; without one, the encoder waits for room (the
+   * total can pass the bound by the few bodies being encoded when it was
+   * reached), and reports not yet measured stay counted by `queueSize`.
    * @default 67108864 (64 MiB)
    */
   readonly maxQueueBytes?: number;

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
-import { IllegalStateError, InvalidArgumentError, PipelineStoppedError, QueueFullError } from '../errors.js';
+import { IllegalStateError, InvalidArgumentError, OutpostError, PipelineStoppedError, QueueFullError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { SafeEmitter, type ErrorEvents } from '../internal/safe-emitter.js';
 import * as v from '../internal/validate.js';
@@ -41,7 +41,7 @@ type Counts = Record<ItemState, number>;
 
 /** Background work never throws into the host: a bug shows as a process warning, not a crash. */
 const unexpected = (err: unknown): void => {
-  process.emitWarning(asError(err), { code: 'OUTPOST_PIPELINE_BUG' });
+  process.emitWarning(new OutpostError('OUTPOST_PIPELINE_BUG', 'Background work of the upload pipeline failed', { cause: err }));
 };
 
 /**
