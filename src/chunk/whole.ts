@@ -54,6 +54,8 @@ export async function encodeWhole(report: Report, settings: SplitSettings | unde
 
 /** Target JSON bytes of one slice serialised in one go. */
 const SLICE_BYTES = 64 * 1024;
+/** Most items in one slice. */
+const MAX_SLICE_ITEMS = 512;
 
 /**
  * Serialises `list` into `builder` a slice at a time: one `JSON.stringify` per
@@ -64,13 +66,17 @@ const SLICE_BYTES = 64 * 1024;
  */
 async function serialiseInto(builder: WholeBodyBuilder, list: 'findings' | 'assets', items: readonly unknown[], limit: number, pacer: { sinceYield: number }): Promise<boolean> {
   const what = list === 'findings' ? 'Finding' : 'Asset';
-  let perSlice = 16;
+  let perSlice = 8;
   for (let start = 0; start < items.length; ) {
     const end = Math.min(items.length, start + perSlice);
     const piece = sliceJson(items, start, end) ?? Buffer.from(itemByItem(items, start, end, what));
     builder.add(list, piece, end - start);
     if (builder.bytes >= limit) return false;
-    perSlice = Math.min(4096, Math.max(1, Math.floor((SLICE_BYTES * (end - start)) / Math.max(1, piece.byteLength))));
+    // Size the next slice from the items seen: about SLICE_BYTES, at most twice this one (items may grow),
+    // and no further past `limit` than the items seen suggest.
+    const count = end - start;
+    const perItem = Math.max(1, piece.byteLength / count);
+    perSlice = Math.max(1, Math.min(2 * count, MAX_SLICE_ITEMS, Math.floor(SLICE_BYTES / perItem), Math.ceil((limit - builder.bytes) / perItem)));
     start = end;
     pacer.sinceYield += piece.byteLength;
     if (pacer.sinceYield >= YIELD_EVERY_BYTES) {
@@ -92,7 +98,7 @@ function sliceJson(items: readonly unknown[], start: number, end: number): Buffe
   }
   let json: string;
   try {
-    json = JSON.stringify(start === 0 && end === items.length ? items : items.slice(start, end));
+    json = JSON.stringify(items.slice(start, end)); // a copy: the caller's array may have its own toJSON
   } catch {
     return undefined; // a cycle or a BigInt: the item-by-item path names the item
   }
@@ -114,7 +120,8 @@ function itemByItem(items: readonly unknown[], start: number, end: number, what:
 export function checkWholeBody(body: WholeReportBody, settings: SplitSettings): void {
   const origin = originOf(body);
   if (origin === undefined) throw new InvalidArgumentError('submitEncodedReport() takes only a body made by encodeWholeReport() in this process');
-  if (chunkedByCount(origin.findings, origin.assets, settings) || body.rawBytes >= wholeSizeLimit(settings)) {
+  // As the outbox's own rule: the size is measured item by item, so a report with no items is never split.
+  if (chunkedByCount(origin.findings, origin.assets, settings) || (origin.findings + origin.assets > 0 && body.rawBytes >= wholeSizeLimit(settings))) {
     throw new InvalidArgumentError(`This outbox splits a report of ${origin.findings} findings, ${origin.assets} assets and ${body.rawBytes} bytes into chunks: submit the report itself with submitReport()`);
   }
 }

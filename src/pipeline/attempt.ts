@@ -9,8 +9,6 @@ import type { ReportUpload, UploadResult, Uploader } from '../transport/index.js
 
 /** An attempt under way. */
 export interface Attempt {
-  /** Aborts the request; `outcome` rejects with `reason` at once. */
-  readonly controller: AbortController;
   /** The attempt's result, or its failure: rejects as soon as the signal aborts, whatever the uploader does. */
   readonly outcome: Promise<UploadResult>;
   /** Settles when the uploader's own promise does: until then the request may still hold a connection. */
@@ -19,14 +17,18 @@ export interface Attempt {
 
 const noop = (): void => undefined;
 
-/** Starts `upload` on `uploader` with a deadline of `timeoutMs`. */
-export function startAttempt(uploader: () => Uploader, upload: ReportUpload, timeoutMs: number): Attempt {
-  const controller = new AbortController();
+/**
+ * Starts `upload` on `uploader` with a deadline of `timeoutMs`, aborted by
+ * `controller` (made by the caller, so an abort during the uploader's own
+ * synchronous part is not lost).
+ */
+export function startAttempt(controller: AbortController, uploader: () => Uploader, upload: ReportUpload, timeoutMs: number): Attempt {
   const signal = controller.signal;
   const timer = setTimeout(() => controller.abort(new UploadTimeoutError(timeoutMs)), timeoutMs);
   let call: Promise<UploadResult>;
   try {
-    call = uploader().uploadReport(upload, { signal });
+    // A custom uploader may return a non-promise or a bare thenable: make it a real promise.
+    call = Promise.resolve(uploader().uploadReport(upload, { signal }));
   } catch (err) {
     call = Promise.reject(err);
   }
@@ -51,5 +53,5 @@ export function startAttempt(uploader: () => Uploader, upload: ReportUpload, tim
     () => clearTimeout(timer),
     () => clearTimeout(timer),
   );
-  return { controller, outcome, settled };
+  return { outcome, settled };
 }

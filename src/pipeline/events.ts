@@ -30,7 +30,7 @@ export interface PipelineItem {
  * - `'large'`: the outbox would split it into chunks, so the outbox sends it;
  * - `'retries-exhausted'`: `retryAttempts` retries of a retryable failure were used;
  * - `'unauthorized'`: the server answered 401 or 403; the outbox keeps retrying until the credentials are fixed;
- * - `'uploader-error'`: the uploader failed with an error that is not an upload failure (it is closed, its token source threw);
+ * - `'uploader-error'`: the uploader failed with an error that is not an upload failure (it is closed, its token source threw, it broke its contract by not resolving to an `UploadResult`);
  * - `'stopped'`: the pipeline stopped before it was sent.
  */
 export type SpillReason = 'queue-full' | 'large' | 'retries-exhausted' | 'unauthorized' | 'uploader-error' | 'stopped';
@@ -42,8 +42,8 @@ export type SpillReason = 'queue-full' | 'large' | 'retries-exhausted' | 'unauth
  * - `'unauthorized'`: 401 or 403 and there is no outbox;
  * - `'stopped'`: the pipeline stopped before it was sent and there is no outbox;
  * - `'aborted'`: the `signal` given to `submit()` aborted first;
- * - `'invalid'`: the report cannot be serialised to JSON;
- * - `'spill-failed'`: the outbox refused it (full disk, storage cap, closed); the error says why.
+ * - `'invalid'`: the report cannot be encoded (it cannot be serialised to JSON), or the outbox cannot store it at all (an item too large for a chunk, too many chunks);
+ * - `'spill-failed'`: the outbox refused it (full disk, storage cap, closed, another report under the same id); the error says why.
  */
 export type FailReason = 'rejected' | 'retries-exhausted' | 'unauthorized' | 'stopped' | 'aborted' | 'invalid' | 'spill-failed';
 

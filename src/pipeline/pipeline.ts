@@ -234,12 +234,12 @@ export class UploadPipeline {
    * @throws `signal.reason` when `signal` aborts first
    */
   flush(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
-    return this.#waiters.wait(this.#seq, this.#oldestLive(), options.signal);
+    return this.#waiters.wait(this.#seq, this.#oldestLive(), options?.signal);
   }
 
   /** Resolves when nothing is live: no report queued, in progress or waiting for a retry (at once if so already). */
   onIdle(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
-    return this.#waiters.wait(Number.POSITIVE_INFINITY, this.#live.size === 0 ? Number.POSITIVE_INFINITY : this.#oldestLive(), options.signal);
+    return this.#waiters.wait(Number.POSITIVE_INFINITY, this.#live.size === 0 ? Number.POSITIVE_INFINITY : this.#oldestLive(), options?.signal);
   }
 
   /**
@@ -255,7 +255,7 @@ export class UploadPipeline {
     if (this.#stopping !== undefined) return this.#stopping;
     let timeoutMs: number;
     try {
-      timeoutMs = v.timerMs('timeoutMs', options.timeoutMs ?? this.options.stopTimeoutMs, 0);
+      timeoutMs = v.timerMs('timeoutMs', options?.timeoutMs ?? this.options.stopTimeoutMs, 0);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -418,11 +418,12 @@ export class UploadPipeline {
     }
     this.#move(item, 'uploading');
     item.attempts++;
-    const attempt = startAttempt(() => this.options.uploaderFor(item.tenantId), item.upload as NonNullable<Item['upload']>, this.options.uploadTimeoutMs);
-    item.attempt = attempt.controller;
+    item.attempt = new AbortController();
+    const attempt = startAttempt(item.attempt, () => this.options.uploaderFor(item.tenantId), item.upload as NonNullable<Item['upload']>, this.options.uploadTimeoutMs);
     if (this.#emitter.has('started')) this.#emitter.emit('started', item.view, item.attempts);
     try {
       const result = await attempt.outcome;
+      if (typeof result !== 'object' || result === null) throw new TypeError(`uploadReport() must resolve to an UploadResult object, got ${result === null ? 'null' : typeof result}`);
       item.attempt = undefined;
       this.#complete(item, result);
     } catch (err) {

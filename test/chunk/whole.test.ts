@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { decompress } from '@mongodb-js/zstd';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import { ChunkManager, chunkManagerDefaults, defaultFindingAssetIds, encodeWholeReport, type ChunkManagerOptions, type Report, type WholeReportBody } from '../../src/chunk/index.js';
 import { encodeReport } from '../../src/chunk/encode.js';
@@ -277,5 +277,37 @@ describe('encodeWholeReport() against the outbox, on random reports', () => {
     const theirs = await encodeReport(big, settings, undefined);
     expect(ours.sha256).toBe(theirs.chunks[0]?.sha256);
     expect(ours.contentDigest).toBe(theirs.digest);
+  });
+});
+
+describe('encodeWholeReport() slices', () => {
+  it('never serialises much more than a slice in one JSON.stringify, even when items grow after small ones', async () => {
+    const findings = [...Array.from({ length: 16 }, (_, i) => ({ id: i })), ...Array.from({ length: 1900 }, (_, i) => ({ id: `big-${i}`, blob: 'x'.repeat(20_000) }))];
+    const real = JSON.stringify;
+    let longest = 0;
+    const spy = vi.spyOn(JSON, 'stringify').mockImplementation((...args: Parameters<typeof JSON.stringify>) => {
+      const out = real(...args);
+      longest = Math.max(longest, out?.length ?? 0);
+      return out;
+    });
+    try {
+      const outbox = idle();
+      expect(await outbox.encodeWholeReport({ findings })).toBeUndefined(); // the outbox would split it (over 2 MiB)
+      expect(longest).toBeLessThan(256 * 1024);
+      longest = 0;
+      await encodeWholeReport({ findings }); // no limit: the whole 38 MB, still a slice at a time
+      expect(longest).toBeLessThan(256 * 1024);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
+  it('ignores a toJSON of the findings array itself, as the outbox does', async () => {
+    const findings = Object.assign([{ a: 1 }, { b: 2 }], { toJSON: () => 'oops' });
+    const ours = await encodeWholeReport({ findings });
+    const settings = { ...chunkManagerDefaults, findingAssetIds: defaultFindingAssetIds };
+    const theirs = await encodeReport({ findings }, settings, undefined);
+    expect(ours.sha256).toBe(theirs.chunks[0]?.sha256);
+    expect((await decompress(Buffer.from(ours.body))).toString()).toBe('{"findings":[{"a":1},{"b":2}],"assets":[]}');
   });
 });

@@ -293,3 +293,61 @@ describe('bodies on the wire', () => {
     expect(end.args[0]).not.toBeInstanceOf(PipelineStoppedError);
   });
 });
+
+describe('custom uploaders that break the contract', () => {
+  for (const [what, answer] of [
+    ['undefined', (): unknown => undefined],
+    ['a plain object, not a promise', (): unknown => ({ status: 201 })],
+    ['a bare thenable', (): unknown => ({ then: (ok: (v: unknown) => void) => ok('not a result') })],
+  ] as const) {
+    it(`settles a report whose uploader returns ${what} (never crashes, never hangs)`, async () => {
+      const outbox = await outboxOn();
+      const uploader = { uploadChunk: () => Promise.reject(new Error('unused')), uploadReport: answer } as unknown as DeferredUploader;
+      const { p, rec } = pipelines.open({ uploader, outbox, tenantId: 't' });
+      const id = p.submit(smallReport());
+      const end = await rec.settled(id);
+      if (what === 'a plain object, not a promise') expect(end.event).toBe('completed');
+      else expect([end.event, end.args[0]]).toEqual(['spilled', 'uploader-error']);
+      await p.stop({ timeoutMs: 0 });
+      expect(p.state).toBe('closed');
+    });
+  }
+
+  it('does not lose a caller abort that happens inside the uploader call itself', async () => {
+    const controller = new AbortController();
+    const uploader = {
+      uploadChunk: () => Promise.reject(new Error('unused')),
+      uploadReport: (_u: unknown, options: { signal: AbortSignal }) => {
+        controller.abort(new Error('aborted while sending'));
+        return new Promise((_ok, fail) => {
+          if (options.signal.aborted) fail(options.signal.reason);
+          options.signal.addEventListener('abort', () => fail(options.signal.reason), { once: true });
+        });
+      },
+    } as unknown as DeferredUploader;
+    const { p, rec } = pipelines.open({ uploader, tenantId: 't', uploadTimeoutMs: 60_000 });
+    const id = p.submit(smallReport(), { signal: controller.signal });
+    const end = await rec.settled(id);
+    expect([end.event, end.args[1]]).toEqual(['failed', 'aborted']);
+  });
+
+  it('treats a null options argument to stop() and flush() as none', async () => {
+    const { p } = pipelines.open({ uploader: new DeferredUploader(), tenantId: 't' });
+    await p.flush(null as unknown as undefined);
+    await p.stop(null as unknown as undefined);
+    expect(p.state).toBe('closed');
+  });
+});
+
+describe('spilling reports with no items', () => {
+  it('stores a report of no findings and a head past the size limit whole, as the outbox itself would', async () => {
+    const outbox = await outboxOn();
+    const uploader = new DeferredUploader();
+    uploader.answer = () => new UploadError('OUTPOST_UPLOAD_HTTP_STATUS', 'busy', { retryable: true, status: 503 });
+    const { p, rec } = pipelines.open({ uploader, outbox, tenantId: 't', retryAttempts: 0 });
+    const id = p.submit({ metadata: { blob: 'x'.repeat(3 * 1024 * 1024) } });
+    const end = await rec.settled(id);
+    expect([end.event, end.args[0]]).toEqual(['spilled', 'retries-exhausted']);
+    expect(outbox.getReport('t', id)).toMatchObject({ chunked: false, totalChunks: 1 });
+  });
+});

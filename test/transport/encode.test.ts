@@ -59,3 +59,11 @@ describe('encodeBody', () => {
     await expect(encodeBody({}, { compressionLevel: 30 })).rejects.toBeInstanceOf(InvalidOptionError);
   });
 });
+
+describe('encodeBody identity fallback', () => {
+  it('keeps zstd for a body over 10 MiB however well it compresses (identity would be refused for its size)', async () => {
+    const body = await encodeBody({ detail: 'a'.repeat(11 * 1024 * 1024) });
+    expect(body.encoding).toBe('zstd');
+    expect(body.body.length).toBeLessThan(1024 * 1024);
+  });
+});
