@@ -5,7 +5,8 @@
  *
  * @module
  */
-export { UploadPipeline, type PipelineSubmitOptions, type UploadPipelineState } from './pipeline.js';
+export { UploadPipeline, type UploadPipelineState } from './pipeline.js';
+export type { PipelineSubmitOptions } from './submission.js';
 export { pipelineDefaults, resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOptions } from './options.js';
 export type { FailReason, PipelineItem, PipelineStats, SpillReason, UploadPipelineEvents } from './events.js';
 export { PipelineStoppedError, QueueFullError, type QueueFullBound } from '../errors.js';

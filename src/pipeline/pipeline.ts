@@ -2,10 +2,8 @@
  * `UploadPipeline`: `submit()` returns at once; a bounded in-memory priority
  * queue feeds upload workers; what cannot be sent goes to the outbox.
  */
-import { randomUUID } from 'node:crypto';
 import PQueue from 'p-queue';
 import { IllegalStateError, InvalidArgumentError, OutpostError, PipelineStoppedError, QueueFullError } from '../errors.js';
-import { isValidId } from '../internal/protocol.js';
 import { SafeEmitter, type ErrorEvents } from '../internal/safe-emitter.js';
 import * as v from '../internal/validate.js';
 import type { Report } from '../chunk/index.js';
@@ -18,26 +16,12 @@ import { resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOpti
 import { asError, nextStep } from './outcome.js';
 import { CallerSignals } from './signals.js';
 import { Spiller, type SpillResult } from './spiller.js';
-import { Waiters } from './waiters.js';
+import { Ledger } from './ledger.js';
+import { checkSubmission, type PipelineSubmitOptions } from './submission.js';
 
 /** Lifecycle state of an {@link UploadPipeline}. */
 export type UploadPipelineState = 'idle' | 'running' | 'closing' | 'closed';
 
-/** Per-call options of {@link UploadPipeline.submit}. */
-export interface PipelineSubmitOptions {
-  /** Tenant of the report: 1–256 characters of `[A-Za-z0-9_-]`. @default the pipeline's `tenantId` */
-  readonly tenantId?: string | undefined;
-  /** Report id (same rules), sent as the report id so the server de-duplicates; must not be live in this pipeline for the same tenant. @default a random UUID */
-  readonly reportId?: string | undefined;
-  /** The job that produced the report, carried in events. At most 256 characters. */
-  readonly jobId?: string | undefined;
-  /** Upload priority, an integer: higher goes first, equal priorities in submission order. @default 0 */
-  readonly priority?: number | undefined;
-  /** Aborting it before the report is acknowledged or spilled gives it up: `failed` with reason `'aborted'`. */
-  readonly signal?: AbortSignal | undefined;
-}
-
-type Counts = Record<ItemState, number>;
 
 /** Background work never throws into the host: a bug shows as a process warning, not a crash. */
 const unexpected = (err: unknown): void => {
@@ -72,13 +56,7 @@ export class UploadPipeline {
   readonly #encoder: Encoder;
   readonly #spiller: Spiller | undefined;
   readonly #signals = new CallerSignals((item) => this.#callerAborted(item));
-  /** Live items in submission order, by tenant and id. */
-  readonly #live = new Map<string, Item>();
-  readonly #counts: Counts = { encoding: 0, queued: 0, uploading: 0, retrying: 0, spilling: 0, completed: 0, failed: 0, spilled: 0 };
-  readonly #waiters = new Waiters();
-  #submitted = 0;
-  #queuedBytes = 0;
-  #seq = 0;
+  readonly #books = new Ledger();
   #enqueueSeq = 0;
   /** Entries of the upload queue whose item left it another way (aborted): skipped when reached. */
   #tombstones = 0;
@@ -98,7 +76,7 @@ export class UploadPipeline {
       backlog: this.#backlog,
       outbox: o.outbox,
       compressionLevel: o.compressionLevel,
-      canStart: () => this.#state === 'running' && (o.outbox !== undefined || this.#queuedBytes < o.maxQueueBytes),
+      canStart: () => this.#state === 'running' && (o.outbox !== undefined || this.#books.queuedBytes < o.maxQueueBytes),
       onEncoded: (item, encoded) => this.#encoded(item, encoded),
       onError: unexpected,
     });
@@ -162,39 +140,19 @@ export class UploadPipeline {
    */
   submit(report: Report, options: PipelineSubmitOptions = {}): string {
     if (this.#state === 'closing' || this.#state === 'closed') throw new IllegalStateError('submit a report', this.#state);
-    checkShape(report);
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('Submit options must be an object');
-    const tenantId = options.tenantId ?? this.options.tenantId;
-    if (tenantId === undefined) throw new InvalidArgumentError('`tenantId` is required: pass it to submit() or give the pipeline a default `tenantId`');
-    if (tenantId !== this.options.tenantId && !isValidId(tenantId)) throw new InvalidArgumentError(`\`tenantId\` must be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(tenantId)}`);
-    let id = options.reportId;
-    if (id === undefined) id = randomUUID();
-    else {
-      if (!isValidId(id)) throw new InvalidArgumentError(`\`reportId\` must be 1–256 characters of [A-Za-z0-9_-], got ${JSON.stringify(id)}`);
-      if (this.#live.has(`${tenantId}/${id}`)) throw new InvalidArgumentError(`Report ${id} of tenant ${tenantId} is already in the pipeline`);
-    }
-    const jobId = options.jobId;
-    if (jobId !== undefined && (typeof jobId !== 'string' || jobId.length > 256)) {
-      throw new InvalidArgumentError(`\`jobId\` must be a string of at most 256 characters, got ${typeof jobId === 'string' ? `${jobId.length} characters` : typeof jobId}`);
-    }
-    const priority = options.priority ?? 0;
-    if (!Number.isSafeInteger(priority)) throw new InvalidArgumentError(`\`priority\` must be an integer, got ${String(priority)}`);
-    const signal = options.signal;
-    signal?.throwIfAborted();
+    const { tenantId, id, jobId, priority, signal } = checkSubmission(report, options, this.options.tenantId);
+    if (options?.reportId !== undefined && this.#books.isLive(`${tenantId}/${id}`)) throw new InvalidArgumentError(`Report ${id} of tenant ${tenantId} is already in the pipeline`);
 
     const o = this.options;
-    const c = this.#counts;
-    const held = c.encoding + c.queued + c.uploading + c.retrying; // what `queueSize` bounds
-    const full = held >= o.queueSize ? 'count' : this.#queuedBytes >= o.maxQueueBytes ? 'bytes' : undefined;
+    const books = this.#books;
+    const full = books.held >= o.queueSize ? 'count' : books.queuedBytes >= o.maxQueueBytes ? 'bytes' : undefined;
     if (full !== undefined) {
       if (o.outbox === undefined || o.outbox.state !== 'running') throw new QueueFullError(full, full === 'count' ? o.queueSize : o.maxQueueBytes);
-      if (c.spilling >= o.queueSize) throw new QueueFullError('spill-backlog', o.queueSize);
+      if (books.counts.spilling >= o.queueSize) throw new QueueFullError('spill-backlog', o.queueSize);
     }
 
-    const item = new Item(id, tenantId, jobId, priority, this.#seq++, report, signal);
-    this.#live.set(item.key, item);
-    this.#submitted++;
-    c.encoding++; // every item is born `encoding`; `#move` takes it on from there
+    const item = new Item(id, tenantId, jobId, priority, books.nextSeq(), report, signal);
+    books.admit(item); // born `encoding`; `#move` takes it on from there
     this.#signals.add(item);
     if (this.#emitter.has('submitted')) {
       this.#emitter.emit('submitted', item.view);
@@ -210,20 +168,7 @@ export class UploadPipeline {
 
   /** Counters; `submitted = queued + inProgress + retrying + completed + failed + spilled` always holds. */
   stats(): PipelineStats {
-    const c = this.#counts;
-    return {
-      submitted: this.#submitted,
-      queued: c.encoding + c.queued,
-      inProgress: c.uploading + c.spilling,
-      retrying: c.retrying,
-      completed: c.completed,
-      failed: c.failed,
-      spilled: c.spilled,
-      queuedBytes: this.#queuedBytes,
-      uploading: c.uploading,
-      spilling: c.spilling,
-      encoding: c.encoding,
-    };
+    return this.#books.stats();
   }
 
   /**
@@ -234,12 +179,12 @@ export class UploadPipeline {
    * @throws `signal.reason` when `signal` aborts first
    */
   flush(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
-    return this.#waiters.wait(this.#seq, this.#oldestLive(), options?.signal);
+    return this.#books.flush(options?.signal);
   }
 
   /** Resolves when nothing is live: no report queued, in progress or waiting for a retry (at once if so already). */
   onIdle(options: { readonly signal?: AbortSignal | undefined } = {}): Promise<void> {
-    return this.#waiters.wait(Number.POSITIVE_INFINITY, this.#live.size === 0 ? Number.POSITIVE_INFINITY : this.#oldestLive(), options?.signal);
+    return this.#books.idle(options?.signal);
   }
 
   /**
@@ -279,13 +224,13 @@ export class UploadPipeline {
     this.#queue.clear();
     this.#tombstones = 0;
     this.#backlog.clear();
-    for (const item of [...this.#live.values()]) {
+    for (const item of this.#books.liveItems()) {
       if (item.state === 'encoding' || item.state === 'queued' || item.state === 'retrying') this.#stopped(item);
     }
-    if (this.#counts.uploading > 0) {
+    if (this.#books.counts.uploading > 0) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
-          for (const item of this.#live.values()) item.attempt?.abort(new PipelineStoppedError('The upload pipeline stopped and aborted this upload'));
+          for (const item of this.#books.liveItems()) item.attempt?.abort(new PipelineStoppedError('The upload pipeline stopped and aborted this upload'));
           resolve();
         }, timeoutMs);
         this.#onNoUploads = () => {
@@ -299,31 +244,18 @@ export class UploadPipeline {
     this.#state = 'closed';
   }
 
-  #oldestLive(): number {
-    const first = this.#live.values().next();
-    return first.done === true ? this.#seq : first.value.seq;
-  }
-
-  /** Moves `item` to `to`, keeping the counters and `queuedBytes` right; settles it when `to` is terminal. */
+  /** Moves `item` to `to` in the books, then does what the move calls for. */
   #move(item: Item, to: ItemState): void {
     const from = item.state;
-    const c = this.#counts;
-    c[from]--;
-    c[to]++;
-    const bytes = item.bodyBytes ?? 0;
-    if (holdsBytes(from)) this.#queuedBytes -= bytes;
-    if (holdsBytes(to)) this.#queuedBytes += bytes;
-    item.state = to;
+    this.#books.move(item, to);
     if (from === 'queued' && to !== 'uploading') this.#tombstoned();
-    if (from === 'uploading' && c.uploading === 0) this.#onNoUploads?.();
+    if (from === 'uploading' && this.#books.counts.uploading === 0) this.#onNoUploads?.();
     if (holdsBytes(from) && !holdsBytes(to)) this.#encoder.kick(); // room for the encoder again, if it waited
     if (!isTerminal(to)) return;
-    this.#live.delete(item.key);
     this.#signals.remove(item);
     item.report = undefined;
     item.body = undefined;
     item.upload = undefined;
-    if (this.#waiters.size > 0) this.#waiters.check(this.#live.size === 0 ? Number.POSITIVE_INFINITY : this.#oldestLive());
   }
 
   #complete(item: Item, result: UploadResult): void {
@@ -389,7 +321,8 @@ export class UploadPipeline {
       item.encoded(encoded.body);
       // Measured now: if it takes the queue past the byte bound and the outbox can take it, it goes there.
       const o = this.options;
-      if (o.outbox !== undefined && this.#queuedBytes > 0 && this.#queuedBytes + (item.bodyBytes as number) > o.maxQueueBytes) this.#spill(item, 'queue-full');
+      const held = this.#books.queuedBytes;
+      if (o.outbox !== undefined && held > 0 && held + (item.bodyBytes as number) > o.maxQueueBytes) this.#spill(item, 'queue-full');
       else this.#enqueue(item);
     }
   }
@@ -402,10 +335,10 @@ export class UploadPipeline {
 
   /** An entry of the upload queue went stale; rebuild the queue when they outnumber the live ones. */
   #tombstoned(): void {
-    if (this.#state !== 'running' || ++this.#tombstones <= Math.max(1024, this.#counts.queued)) return;
+    if (this.#state !== 'running' || ++this.#tombstones <= Math.max(1024, this.#books.counts.queued)) return;
     this.#queue.clear();
     this.#tombstones = 0;
-    const queued = [...this.#live.values()].filter((i) => i.state === 'queued');
+    const queued = this.#books.liveItems().filter((i) => i.state === 'queued');
     queued.sort((a, b) => b.priority - a.priority || a.enqueueSeq - b.enqueueSeq);
     for (const item of queued) this.#queue.add(() => this.#upload(item), { priority: item.priority }).catch(unexpected);
   }
@@ -452,16 +385,5 @@ export class UploadPipeline {
       }, step.delayMs);
       this.#emitter.emit('retry', item.view, step.error, item.attempts, step.delayMs);
     }
-  }
-}
-
-/** Cheap shape checks on the caller's path (serialisation problems surface later, as `'invalid'`). */
-function checkShape(report: unknown): void {
-  if (typeof report !== 'object' || report === null || Array.isArray(report) || ArrayBuffer.isView(report)) {
-    throw new InvalidArgumentError(`A report must be an object with \`findings\` and \`assets\` arrays, got ${report === null ? 'null' : Array.isArray(report) ? 'an array' : typeof report}`);
-  }
-  for (const field of ['findings', 'assets'] as const) {
-    const value = (report as Report)[field];
-    if (value !== undefined && !Array.isArray(value)) throw new InvalidArgumentError(`The report's \`${field}\` must be an array, got ${value === null ? 'null' : typeof value}`);
   }
 }
