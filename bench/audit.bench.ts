@@ -24,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldLoop } from 'node:timers/promises';
 import { pino } from 'pino';
 import { AuditLogger } from 'outpost-sdk/audit';
-import { median, round } from './stats.js';
+import { intEnv, log, median, round } from './stats.js';
 
 const EVENTS = intEnv('BENCH_EVENTS', 200_000);
 const ROUNDS = intEnv('BENCH_ROUNDS', 5);
@@ -167,22 +167,8 @@ function quantile(sorted: Float64Array, q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0;
 }
 
-
-
 function fmt(x: number): string {
   return Math.round(x).toLocaleString('en-US');
-}
-
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
-}
-
-function intEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined) return fallback;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer`);
-  return n;
 }
 
 await main();

@@ -43,7 +43,7 @@ import { ChunkManager, type ChunkManagerOptions, type Report, type SubmitReceipt
 import { HttpUploader, type ChunkUpload, type ReportUpload, type UploadCallOptions, type UploadResult, type Uploader } from 'outpost-sdk/transport';
 import { FINDINGS_PER_ASSET, METADATA, Synth, makeReport, preSplit, streamItems } from './chunk-data.js';
 import { TENANT, TOKEN, startIngestServer, type IngestServer } from './chunk-server.js';
-import { at, median, round } from './stats.js';
+import { at, intEnv, log, median, opt, round } from './stats.js';
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 9);
 const PARTS = ['ingest', 'stream', 'drain'] as const;
@@ -441,29 +441,12 @@ async function main(): Promise<void> {
 // ---------------------------------------------------------------------------
 // Helpers
 
-
-
-
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(1);
 }
 
 function ok(met: boolean | null): string {
   return met === null ? 'not run' : met ? 'met' : 'MISSED';
-}
-
-function opt(x: number | undefined, digits: number): string {
-  return x === undefined ? '–' : x.toFixed(digits);
-}
-
-function intEnv(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-function log(line: string): void {
-  console.log(line);
 }
 
 await main();

@@ -56,7 +56,7 @@ import { UploadPipeline } from 'outpost-sdk/pipeline';
 import { HttpUploader, type Uploader } from 'outpost-sdk/transport';
 import { makeReport } from './chunk-data.js';
 import { TENANT, TOKEN, startServer, type ServerKind } from './pipeline-server.js';
-import { at, median, round } from './stats.js';
+import { at, intEnv, log, mean, median, opt, round, timed } from './stats.js';
 
 const SERVER_KIND = process.env['BENCH_SERVER'] ?? 'sink';
 if (SERVER_KIND !== 'sink' && SERVER_KIND !== 'ingest') throw new Error('BENCH_SERVER must be `sink` or `ingest`');
@@ -459,39 +459,9 @@ async function main(): Promise<void> {
 // ---------------------------------------------------------------------------
 // Helpers
 
-/** Runs `send(0..n-1)` with `c` in flight at a time; resolves with the elapsed seconds. */
-async function timed(n: number, c: number, send: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(c, n) }, async () => {
-      while (next < n) await send(next++);
-    }),
-  );
-  return (performance.now() - t0) / 1000;
-}
-
 /** The `p`th percentile of sorted `xs` (nearest rank). */
 function pct(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0;
-}
-
-function opt(x: number | undefined, digits: number): string {
-  return x === undefined ? '–' : x.toFixed(digits);
-}
-
-function mean(xs: readonly number[]): number {
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
-}
-
-function intEnv(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-function log(line: string): void {
-  console.log(line);
 }
 
 await main();

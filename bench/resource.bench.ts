@@ -22,7 +22,7 @@
 import { performance } from 'node:perf_hooks';
 import si from 'systeminformation';
 import { ResourceController, SystemSource, type Slot } from 'outpost-sdk/resource';
-import { median, round } from './stats.js';
+import { intEnv, log, median, round } from './stats.js';
 
 const RUN_SECONDS = Number(process.env['BENCH_SECONDS'] ?? 1);
 if (!(RUN_SECONDS > 0)) throw new Error('BENCH_SECONDS must be a positive number');
@@ -226,24 +226,12 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-
-
 function fmtOps(x: number): string {
   return `${(x / 1e6).toFixed(2)} M ops/s`;
 }
 
 function fmtUs(x: number | undefined): string {
   return `${(x ?? 0).toFixed(0)} µs`;
-}
-
-function intEnv(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-function log(line: string): void {
-  console.log(line);
 }
 
 await main();

@@ -27,7 +27,7 @@ import { Pool } from 'undici';
 import { createIngestHandler, type IngestStats } from 'outpost-sdk/ingest';
 import { HttpUploader, encodeBody, type ChunkUpload, type EncodedBody } from 'outpost-sdk/transport';
 import { startWorkerServer } from './worker-server.js';
-import { at, median, round } from './stats.js';
+import { at, intEnv, log, mean, median, round, timed } from './stats.js';
 
 type ServerKind = 'sink' | 'ingest';
 type FromServer = { readonly port: number } | { readonly stats: IngestStats | undefined; readonly errors: number };
@@ -347,41 +347,12 @@ function prng(seed: number): () => number {
 // ---------------------------------------------------------------------------
 // Helpers
 
-/** Runs `send(0..n-1)` with `c` in flight at a time; resolves with the elapsed seconds. */
-async function timed(n: number, c: number, send: (i: number) => Promise<void>): Promise<number> {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(c, n) }, async () => {
-      while (next < n) await send(next++);
-    }),
-  );
-  return (performance.now() - t0) / 1000;
-}
-
-
-function mean(xs: readonly number[]): number {
-  return xs.reduce((a, b) => a + b, 0) / xs.length;
-}
-
-
-
 function kb(bytes: number): string {
   return (bytes / 1024).toFixed(1);
 }
 
 function fmt(xs: readonly number[]): string {
   return (xs.at(-1) ?? 0).toFixed(0);
-}
-
-function intEnv(name: string, fallback: number): number {
-  const v = Number(process.env[name] ?? fallback);
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-function log(line: string): void {
-  console.log(line);
 }
 
 // Last, so that every module-level constant above is initialised.

@@ -4,6 +4,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { InvalidOptionError } from '../errors.js';
+import { uploaderSource } from '../internal/uploader-source.js';
 import * as v from '../internal/validate.js';
 import { RetryPolicy, type RetryPolicyOptions, type Uploader } from '../transport/index.js';
 
@@ -141,10 +142,6 @@ export function defaultFindingAssetIds(finding: unknown): (string | number)[] {
   return ids;
 }
 
-function isUploader(value: unknown): value is Uploader {
-  return typeof value === 'object' && value !== null && typeof (value as Uploader).uploadChunk === 'function' && typeof (value as Uploader).uploadReport === 'function';
-}
-
 /**
  * Merges `options` over {@link chunkManagerDefaults} and validates every field.
  * @throws {@link InvalidOptionError} naming the field, what was expected and what came
@@ -155,24 +152,7 @@ export function resolveChunkManagerOptions(options: ChunkManagerOptions): Resolv
   const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
   const o = { ...chunkManagerDefaults, findingAssetIds: defaultFindingAssetIds, now: Date.now, ...defined } as unknown as Required<ChunkManagerOptions>;
 
-  const source = o.uploader as unknown;
-  let uploaderFor: (tenantId: string) => Uploader;
-  if (isUploader(source)) uploaderFor = () => source;
-  else if (typeof source === 'function') {
-    // One uploader per tenant, asked for once: an uploader holds connections.
-    const byTenant = new Map<string, Uploader>();
-    const make = source as (tenantId: string) => Uploader;
-    uploaderFor = (tenantId) => {
-      let uploader = byTenant.get(tenantId);
-      if (uploader === undefined) {
-        uploader = make(tenantId);
-        if (!isUploader(uploader)) v.fail('uploader(tenantId)', 'to return an Uploader (uploadChunk and uploadReport)', uploader);
-        byTenant.set(tenantId, uploader);
-      }
-      return uploader;
-    };
-  }
-  else v.fail('uploader', 'an Uploader (uploadChunk and uploadReport) or a function (tenantId) => Uploader', source);
+  const uploaderFor = uploaderSource(o.uploader, ['uploadChunk', 'uploadReport']);
 
   v.nonEmptyString('databasePath', o.databasePath);
   v.integer('minFindingsForChunking', o.minFindingsForChunking, 1);

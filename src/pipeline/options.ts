@@ -4,6 +4,7 @@
 import { InvalidOptionError } from '../errors.js';
 import * as v from '../internal/validate.js';
 import { isValidId } from '../internal/protocol.js';
+import { uploaderSource } from '../internal/uploader-source.js';
 import { ChunkManager, type SubmitReceipt, type UploaderSource } from '../chunk/index.js';
 import { RetryPolicy, type RetryPolicyOptions, type Uploader, type UploadResult } from '../transport/index.js';
 import type { FailReason, PipelineItem, SpillReason } from './events.js';
@@ -106,10 +107,6 @@ export interface ResolvedPipelineOptions extends Readonly<{ [K in keyof typeof p
 
 const KEYS = [...Object.keys(pipelineDefaults), 'uploader', 'outbox', 'tenantId', 'retryPolicy', 'onSubmitted', 'onCompleted', 'onFailed', 'onSpilled'];
 
-function isUploader(value: unknown): value is Uploader {
-  return typeof value === 'object' && value !== null && typeof (value as Uploader).uploadReport === 'function';
-}
-
 /**
  * Merges `options` over {@link pipelineDefaults} and validates every field.
  * @throws {@link InvalidOptionError} naming the field, what was expected and what came
@@ -120,23 +117,7 @@ export function resolvePipelineOptions(options: PipelineOptions): ResolvedPipeli
   const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<PipelineOptions>;
   const o = { ...pipelineDefaults, ...defined };
 
-  const source = defined.uploader as unknown;
-  let uploaderFor: (tenantId: string) => Uploader;
-  if (isUploader(source)) uploaderFor = () => source;
-  else if (typeof source === 'function') {
-    // One uploader per tenant, asked for once: an uploader holds connections.
-    const byTenant = new Map<string, Uploader>();
-    const make = source as (tenantId: string) => Uploader;
-    uploaderFor = (tenantId) => {
-      let uploader = byTenant.get(tenantId);
-      if (uploader === undefined) {
-        uploader = make(tenantId);
-        if (!isUploader(uploader)) v.fail('uploader(tenantId)', 'to return an Uploader (with uploadReport)', uploader);
-        byTenant.set(tenantId, uploader);
-      }
-      return uploader;
-    };
-  } else v.fail('uploader', 'an Uploader (with uploadReport) or a function (tenantId) => Uploader', source);
+  const uploaderFor = uploaderSource(defined.uploader, ['uploadReport']);
 
   if (defined.outbox !== undefined && !(defined.outbox instanceof ChunkManager)) v.fail('outbox', 'a ChunkManager', defined.outbox);
   if (defined.tenantId !== undefined && !isValidId(defined.tenantId)) v.fail('tenantId', '1–256 characters of [A-Za-z0-9_-]', defined.tenantId);
