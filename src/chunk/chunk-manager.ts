@@ -37,6 +37,14 @@ export interface StreamSubmitOptions extends SubmitOptions {
   readonly metadata?: unknown;
 }
 
+/** One entry of {@link ChunkManager.submitEncodedReports}. */
+export interface EncodedSubmission {
+  /** A body made by {@link encodeWholeReport} (or `ChunkManager.encodeWholeReport()`) in this process. */
+  readonly body: WholeReportBody;
+  /** As for {@link ChunkManager.submitReport}. */
+  readonly options: SubmitOptions;
+}
+
 /** What a stored submission returns. */
 export interface SubmitReceipt {
   /** The report id (generated when none was given). */
@@ -220,6 +228,64 @@ export class ChunkManager {
       const header = this.#header(options);
       checkWholeBody(body, this.#settings);
       return this.#storeEncoded(header, wholeReport(body), options.signal);
+    });
+  }
+
+  /**
+   * Stores several reports encoded by {@link encodeWholeReport}, in one
+   * transaction: one commit to disk for all of them instead of one each (an
+   * upload pipeline that stops with a full queue spills this way). Each entry
+   * settles on its own: its receipt, or the error that refused it alone (a bad
+   * body or id, a conflict, an aborted signal); the errors that concern the
+   * whole batch (storage or disk full, the outbox closed) are every entry's.
+   * @throws {@link InvalidArgumentError} when `entries` is not an array; {@link IllegalStateError} when not running
+   */
+  submitEncodedReports(entries: readonly EncodedSubmission[]): Promise<(SubmitReceipt | Error)[]> {
+    return this.#track(async () => {
+      this.#assertRunning('submit reports');
+      if (!Array.isArray(entries)) throw new InvalidArgumentError('submitEncodedReports() takes an array of { body, options }');
+      const results = new Array<SubmitReceipt | Error>(entries.length);
+      const ready: { readonly i: number; readonly header: ReportHeader; readonly encoded: EncodedReport; readonly signal: AbortSignal | undefined }[] = [];
+      entries.forEach((entry, i) => {
+        try {
+          const header = this.#header(entry?.options);
+          checkWholeBody(entry.body, this.#settings);
+          ready.push({ i, header, encoded: wholeReport(entry.body), signal: entry.options.signal });
+        } catch (err) {
+          results[i] = asError(err);
+        }
+      });
+      const fail = (err: unknown, which: readonly { readonly i: number }[]): (SubmitReceipt | Error)[] => {
+        for (const r of which) results[r.i] = asError(err);
+        return results;
+      };
+      try {
+        const store = this.#open('submit reports', true);
+        let required = 0;
+        for (const r of ready) {
+          const existing = store.s.reportById.get(r.header.tenantId, r.header.reportId);
+          if (existing === undefined || existing.state === 'dead') required += (r.encoded.chunks[0]?.body.byteLength ?? 0) + ROW_OVERHEAD_BYTES;
+        }
+        if (required > 0) await this.#ensureRoom(required);
+        const live = ready.filter((r) => {
+          if (r.signal?.aborted !== true) return true;
+          results[r.i] = asError(r.signal.reason);
+          return false;
+        });
+        const inserts = live.map((r) => ({ header: r.header, kind: r.encoded.kind, digest: r.encoded.digest, chunks: r.encoded.chunks }));
+        const outcomes = this.#open('submit reports', true).insertReports(inserts, this.options.now());
+        live.forEach((r, k) => {
+          const outcome = outcomes[k] as InsertOutcome | ChunkError;
+          if (outcome instanceof ChunkError) results[r.i] = outcome;
+          else {
+            const c = r.encoded.chunks[0] as EncodedReport['chunks'][number];
+            results[r.i] = this.#stored(r.header, outcome, 'whole', [{ index: 0, rawBytes: c.rawBytes, storedBytes: c.body.byteLength }], c.rawBytes);
+          }
+        });
+        return results;
+      } catch (err) {
+        return fail(err, ready.filter((r) => results[r.i] === undefined));
+      }
     });
   }
 
@@ -580,4 +646,9 @@ class CleanupRun {
     this.expired.push(...layer.expired);
     this.dropped.push(...layer.dropped);
   }
+}
+
+/** `err` as an `Error` (a signal's reason may be anything). */
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

@@ -8,6 +8,7 @@
 export {
   ChunkManager,
   type ChunkManagerState,
+  type EncodedSubmission,
   type StreamSubmitOptions,
   type SubmitOptions,
   type SubmitReceipt,

@@ -19,6 +19,14 @@ export interface ChunkInsert {
   readonly body: Uint8Array;
 }
 
+/** One report for {@link ChunkStore.insertReports}. */
+export interface ReportInsert {
+  readonly header: ReportHeader;
+  readonly kind: 'whole' | 'chunked';
+  readonly digest: string;
+  readonly chunks: readonly ChunkInsert[];
+}
+
 /** What identifies a report and how it ranks. */
 export interface ReportHeader {
   readonly tenantId: string;
@@ -180,6 +188,7 @@ export class ChunkStore {
   readonly s: ReturnType<typeof prepare>;
   readonly #insertReport: (header: ReportHeader, kind: 'whole' | 'chunked', digest: string, chunks: readonly ChunkInsert[], now: number) => InsertOutcome;
   readonly #finalize: (key: number, header: ReportHeader, kind: 'whole' | 'chunked', total: number, digest: string, rawBytes: number, storedBytes: number, now: number) => InsertOutcome;
+  readonly #insertMany: (entries: readonly ReportInsert[], now: number) => (InsertOutcome | ChunkError)[];
   readonly #stage: (key: number, tenantId: string, assets: readonly (readonly [string, string])[], chunk: ChunkInsert | undefined, priority: number, now: number) => void;
 
   constructor(path: string) {
@@ -220,6 +229,18 @@ export class ChunkStore {
         }
         return { outcome: 'stored', key };
       })
+      .immediate.bind(null);
+    this.#insertMany = this.db
+      .transaction((entries: readonly ReportInsert[], now: number): (InsertOutcome | ChunkError)[] =>
+        entries.map((e) => {
+          try {
+            return this.#insertReport(e.header, e.kind, e.digest, e.chunks, now); // nested: a savepoint
+          } catch (err) {
+            if (err instanceof ChunkError) return err;
+            throw err;
+          }
+        }),
+      )
       .immediate.bind(null);
     this.#stage = this.db
       .transaction((key: number, tenantId: string, assets: readonly (readonly [string, string])[], chunk: ChunkInsert | undefined, priority: number, now: number) => {
@@ -270,6 +291,15 @@ export class ChunkStore {
       return new StoreError('OUTPOST_STORE_FAILED', `The outbox database failed to ${what}: ${(err as Error).message}`, { cause: err });
     }
     return err;
+  }
+
+  /**
+   * Stores several reports in one transaction (one commit), each in its own
+   * savepoint: a report refused for a conflict is that entry's
+   * {@link ChunkError} and the others are stored.
+   */
+  insertReports(entries: readonly ReportInsert[], now: number): (InsertOutcome | ChunkError)[] {
+    return this.guard('store the reports', () => this.#insertMany(entries, now));
   }
 
   /** Stores a whole report and its chunks in one transaction, or finds it already stored. */

@@ -1,18 +1,24 @@
 /**
- * Writes reports to the outbox, two at a time, each starting on its own turn
- * of the event loop: a burst of spills (a full queue, a stop) never holds the
- * loop for more than one report's serialisation.
+ * Writes reports to the outbox, two runs at a time, each starting on its own
+ * turn of the event loop: a report the outbox must still encode runs alone
+ * (so a burst never holds the loop for more than one report's
+ * serialisation); reports already encoded go in batches, one transaction
+ * each, so a stop with a full queue costs a few commits, not one per report.
  * @internal
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { ChunkError, InvalidArgumentError } from '../errors.js';
-import type { ChunkManager, Report, SubmitReceipt } from '../chunk/index.js';
+import { ChunkError, InvalidArgumentError, OutpostError } from '../errors.js';
+import type { ChunkManager, Report, SubmitOptions, SubmitReceipt, WholeReportBody } from '../chunk/index.js';
 import type { FailReason } from './events.js';
 import type { Item } from './item.js';
 import { asError } from './outcome.js';
 
-/** Spills in flight at once. */
+/** Spill runs in flight at once. */
 export const SPILLS_AT_ONCE = 2;
+/** Most encoded reports written to the outbox in one transaction. */
+export const SPILL_BATCH = 256;
+/** Stop adding to a batch past this many body bytes (keeps one transaction short). */
+export const SPILL_BATCH_BYTES = 8 * 1024 * 1024;
 
 /** How a spill ended. */
 export type SpillResult = { readonly ok: true; readonly receipt: SubmitReceipt } | { readonly ok: false; readonly error: Error; readonly reason: FailReason };
@@ -41,16 +47,11 @@ export class Spiller {
   }
 
   #pump(): void {
-    while (this.#running < SPILLS_AT_ONCE && this.#head < this.#waiting.length) {
-      const item = this.#waiting[this.#head] as Item;
-      this.#waiting[this.#head++] = undefined;
-      if (this.#head === this.#waiting.length) {
-        this.#waiting = [];
-        this.#head = 0;
-      }
-      if (item.state !== 'spilling') continue; // aborted before its turn
+    while (this.#running < SPILLS_AT_ONCE) {
+      const batch = this.#take();
+      if (batch.length === 0) return;
       this.#running++;
-      this.#run(item)
+      this.#run(batch)
         .catch(this.#onError)
         .finally(() => {
           this.#running--;
@@ -59,25 +60,65 @@ export class Spiller {
     }
   }
 
-  async #run(item: Item): Promise<void> {
-    await yieldToLoop();
-    if (item.state !== 'spilling') return;
-    item.spillStarted = true;
-    const options = { tenantId: item.tenantId, reportId: item.id, priority: item.priority, signal: item.signal };
-    let result: SpillResult;
-    try {
-      const receipt = item.body !== undefined ? await this.#outbox.submitEncodedReport(item.body, options) : await this.#outbox.submitReport(item.report as Report, options);
-      result = { ok: true, receipt };
-    } catch (err) {
-      result = { ok: false, error: asError(err), reason: failReason(err, item) };
+  /**
+   * The next spills to run: one report the outbox must encode itself, or up to
+   * {@link SPILL_BATCH} already encoded (and {@link SPILL_BATCH_BYTES}), which
+   * the outbox stores in one transaction.
+   */
+  #take(): Item[] {
+    const batch: Item[] = [];
+    let bytes = 0;
+    while (this.#head < this.#waiting.length && batch.length < SPILL_BATCH && bytes < SPILL_BATCH_BYTES) {
+      const item = this.#waiting[this.#head] as Item;
+      if (item.state === 'spilling' && item.body === undefined && batch.length > 0) break; // runs alone, next time
+      this.#waiting[this.#head++] = undefined;
+      if (item.state !== 'spilling') continue; // aborted before its turn
+      batch.push(item);
+      if (item.body === undefined) break;
+      bytes += item.body.body.byteLength;
     }
-    this.#settled(item, result);
+    if (this.#head === this.#waiting.length) {
+      this.#waiting = [];
+      this.#head = 0;
+    }
+    return batch;
+  }
+
+  async #run(batch: readonly Item[]): Promise<void> {
+    await yieldToLoop();
+    const items = batch.filter((item) => item.state === 'spilling');
+    if (items.length === 0) return;
+    for (const item of items) item.spillStarted = true;
+    const options = (item: Item): SubmitOptions => ({ tenantId: item.tenantId, reportId: item.id, priority: item.priority, signal: item.signal });
+    const first = items[0] as Item;
+    if (first.body === undefined) {
+      try {
+        this.#settled(first, { ok: true, receipt: await this.#outbox.submitReport(first.report as Report, options(first)) });
+      } catch (err) {
+        this.#settled(first, { ok: false, error: asError(err), reason: failReason(err, first) });
+      }
+      return;
+    }
+    let results: (SubmitReceipt | Error)[];
+    try {
+      results = await this.#outbox.submitEncodedReports(items.map((item) => ({ body: item.body as WholeReportBody, options: options(item) })));
+    } catch (err) {
+      results = items.map(() => asError(err));
+    }
+    items.forEach((item, k) => {
+      const result = results[k];
+      if (result instanceof Error || result === undefined) {
+        const error = result ?? new Error('The outbox gave no result for this report');
+        this.#settled(item, { ok: false, error, reason: failReason(error, item) });
+      } else this.#settled(item, { ok: true, receipt: result });
+    });
   }
 }
 
 /** Why a spill failed: the caller aborted, the report cannot be stored at all, or the outbox refused it. */
 function failReason(err: unknown, item: Item): FailReason {
-  if (item.signal?.aborted === true && err === item.signal.reason) return 'aborted';
+  // The caller's abort: its reason as is, or wrapped when it was not an Error (the outbox's own refusals are OutpostErrors).
+  if (item.signal?.aborted === true && (err === item.signal.reason || !(err instanceof OutpostError))) return 'aborted';
   if (err instanceof InvalidArgumentError) return 'invalid';
   if (err instanceof ChunkError && err.code !== 'OUTPOST_REPORT_CONFLICT') return 'invalid';
   return 'spill-failed';

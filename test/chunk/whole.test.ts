@@ -4,7 +4,7 @@
  * outbox is the same bytes the outbox sends for it, and the outbox stores
  * such a body as it is.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { decompress } from '@mongodb-js/zstd';
@@ -311,3 +311,53 @@ describe('encodeWholeReport() slices', () => {
     expect((await decompress(Buffer.from(ours.body))).toString()).toBe('{"findings":[{"a":1},{"b":2}],"assets":[]}');
   });
 });
+
+describe('ChunkManager.submitEncodedReports', () => {
+  it('stores a batch in one go and settles each entry on its own', async () => {
+    const { m } = await open({}, true);
+    const body = async (n: number, tag: string): Promise<WholeReportBody> => (await m.encodeWholeReport(makeReport(n, 1, tag.length))) as WholeReportBody;
+    await m.submitReport(makeReport(7, 1), { tenantId: 't', reportId: 'taken' });
+    const aborted = new AbortController();
+    aborted.abort(new Error('never mind'));
+    const good = [await body(2, 'a'), await body(3, 'bb'), await body(4, 'ccc')];
+    const results = await m.submitEncodedReports([
+      { body: good[0] as WholeReportBody, options: { tenantId: 't', reportId: 'one' } },
+      { body: { ...(good[1] as WholeReportBody) }, options: { tenantId: 't', reportId: 'copy' } },
+      { body: good[1] as WholeReportBody, options: { tenantId: 't', reportId: 'taken' } },
+      { body: good[2] as WholeReportBody, options: { tenantId: 't', reportId: 'two', priority: 5 } },
+      { body: good[2] as WholeReportBody, options: { tenantId: 'bad tenant' } },
+      { body: good[0] as WholeReportBody, options: { tenantId: 't', reportId: 'one' } },
+    ]);
+    expect(results[0]).toMatchObject({ reportId: 'one', chunked: false, totalChunks: 1, duplicate: false });
+    expect(results[1]).toBeInstanceOf(InvalidArgumentError);
+    expect(results[2]).toMatchObject({ code: 'OUTPOST_REPORT_CONFLICT' });
+    expect(results[3]).toMatchObject({ reportId: 'two', duplicate: false });
+    expect(results[4]).toBeInstanceOf(InvalidArgumentError);
+    expect(results[5]).toMatchObject({ reportId: 'one', duplicate: true });
+    expect(m.getReport('t', 'one')).toMatchObject({ chunked: false });
+    expect(m.getReport('t', 'two')).toMatchObject({ priority: 5 });
+    expect(m.getReport('t', 'copy')).toBeUndefined();
+    const late = await m.submitEncodedReports([{ body: good[0] as WholeReportBody, options: { tenantId: 't', reportId: 'late', signal: aborted.signal } }]);
+    expect(late[0]).toMatchObject({ message: 'never mind' });
+    expect(m.getReport('t', 'late')).toBeUndefined();
+  });
+
+  it('gives every entry the storage error when the batch does not fit, and stores none of it', async () => {
+    const { m } = await open({ maxStorageMB: 1 }, true);
+    const big = async (i: number): Promise<WholeReportBody> => (await encodeWholeReport({ findings: [{ id: i, blob: randomHex(150_000) }] })) as WholeReportBody;
+    const entries = await Promise.all(Array.from({ length: 8 }, async (_, i) => ({ body: await big(i), options: { tenantId: 't', reportId: `big-${i}` } })));
+    const results = await m.submitEncodedReports(entries);
+    for (const r of results) expect(r).toMatchObject({ code: 'OUTPOST_STORAGE_FULL' });
+    expect(m.stats().reports.pending).toBe(0);
+  });
+
+  it('works only while the outbox is running', async () => {
+    const m = idle();
+    await expect(m.submitEncodedReports([])).rejects.toBeInstanceOf(IllegalStateError);
+  });
+});
+
+/** `bytes` bytes of random data as hex (does not compress). */
+function randomHex(bytes: number): string {
+  return randomBytes(bytes).toString('hex');
+}
