@@ -351,3 +351,27 @@ describe('spilling reports with no items', () => {
     expect(outbox.getReport('t', id)).toMatchObject({ chunked: false, totalChunks: 1 });
   });
 });
+
+describe('spilling a full queue at stop()', () => {
+  it('spills 600 queued reports in batches, each once, and the outbox holds every one', async () => {
+    const outbox = await outboxOn();
+    const uploader = new DeferredUploader();
+    const { p, rec } = pipelines.open({ uploader, outbox, tenantId: 't', workers: 1, queueSize: 1000 });
+    const own = new AbortController();
+    const ids = Array.from({ length: 600 }, (_, i) => p.submit(smallReport(2, `f${i}`), i === 300 ? { signal: own.signal } : {}));
+    await until(() => p.stats().encoding === 0 && uploader.calls.length === 1, 'all encoded', 20_000);
+    const stopping = p.stop({ timeoutMs: 0 });
+    own.abort(new Error('not this one')); // while its batch waits for its turn
+    await stopping;
+    const aborted = ids[300] as string;
+    expect(rec.ended(aborted)).toEqual(['failed', 'aborted']);
+    for (const id of ids) {
+      if (id === aborted) continue;
+      expect(rec.terminals(id)).toHaveLength(1);
+      expect(rec.ended(id)?.[0]).toBe('spilled');
+      expect(outbox.getReport('t', id)).toBeDefined();
+    }
+    expect(outbox.getReport('t', aborted)).toBeUndefined();
+    expect(p.stats()).toMatchObject({ submitted: 600, spilled: 599, failed: 1, queued: 0, inProgress: 0 });
+  });
+});
