@@ -4,7 +4,7 @@
  * disk bounded.
  */
 import { randomUUID } from 'node:crypto';
-import { ChunkError, IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
+import { ChunkError, DiskFullError, IllegalStateError, InvalidArgumentError, StorageFullError, StoreError, type OutpostError } from '../errors.js';
 import { isValidId } from '../internal/protocol.js';
 import { deleteReports, dropOldestPending, expirePending, freeUploadedBodies, vacuum, type CleanupLayerResult, type CleanupResult, type CleanupTrigger, type DroppedReport, type Expired } from './cleanup.js';
 import { checkWholeBody, encodeWhole } from './whole.js';
@@ -236,8 +236,10 @@ export class ChunkManager {
    * transaction: one commit to disk for all of them instead of one each (an
    * upload pipeline that stops with a full queue spills this way). Each entry
    * settles on its own: its receipt, or the error that refused it alone (a bad
-   * body or id, a conflict, an aborted signal); the errors that concern the
-   * whole batch (storage or disk full, the outbox closed) are every entry's.
+   * body or id, a conflict, an aborted signal). When the batch does not fit
+   * under `maxStorageMB`, the entries are stored one by one and only those
+   * that do not fit get {@link StorageFullError}. A full disk or a closed
+   * outbox is every remaining entry's error.
    * @throws {@link InvalidArgumentError} when `entries` is not an array; {@link IllegalStateError} when not running
    */
   submitEncodedReports(entries: readonly EncodedSubmission[]): Promise<(SubmitReceipt | Error)[]> {
@@ -266,7 +268,23 @@ export class ChunkManager {
           const existing = store.s.reportById.get(r.header.tenantId, r.header.reportId);
           if (existing === undefined || existing.state === 'dead') required += (r.encoded.chunks[0]?.body.byteLength ?? 0) + ROW_OVERHEAD_BYTES;
         }
-        if (required > 0) await this.#ensureRoom(required);
+        if (required > 0) {
+          try {
+            await this.#ensureRoom(required);
+          } catch (err) {
+            if (!(err instanceof StorageFullError) || err instanceof DiskFullError || ready.length < 2) throw err;
+            // No room for the whole batch: store what fits one by one (each asks for its own room, and a
+            // duplicate needs none), so the cap refuses only the entries that do not fit.
+            for (const r of ready) {
+              try {
+                results[r.i] = await this.#storeEncoded(r.header, r.encoded, r.signal);
+              } catch (one) {
+                results[r.i] = asError(one);
+              }
+            }
+            return results;
+          }
+        }
         const live = ready.filter((r) => {
           if (r.signal?.aborted !== true) return true;
           results[r.i] = asError(r.signal.reason);

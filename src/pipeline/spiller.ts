@@ -7,7 +7,7 @@
  * @internal
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { ChunkError, InvalidArgumentError, OutpostError } from '../errors.js';
+import { ChunkError, InvalidArgumentError } from '../errors.js';
 import type { ChunkManager, Report, SubmitOptions, SubmitReceipt, WholeReportBody } from '../chunk/index.js';
 import type { FailReason } from './events.js';
 import type { Item } from './item.js';
@@ -18,7 +18,7 @@ export const SPILLS_AT_ONCE = 2;
 /** Most encoded reports written to the outbox in one transaction. */
 export const SPILL_BATCH = 256;
 /** Stop adding to a batch past this many body bytes (keeps one transaction short). */
-export const SPILL_BATCH_BYTES = 8 * 1024 * 1024;
+export const SPILL_BATCH_BYTES = 4 * 1024 * 1024;
 
 /** How a spill ended. */
 export type SpillResult = { readonly ok: true; readonly receipt: SubmitReceipt } | { readonly ok: false; readonly error: Error; readonly reason: FailReason };
@@ -107,18 +107,23 @@ export class Spiller {
     }
     items.forEach((item, k) => {
       const result = results[k];
-      if (result instanceof Error || result === undefined) {
-        const error = result ?? new Error('The outbox gave no result for this report');
-        this.#settled(item, { ok: false, error, reason: failReason(error, item) });
-      } else this.#settled(item, { ok: true, receipt: result });
+      try {
+        if (result instanceof Error || result === undefined) {
+          const error = result ?? new Error('The outbox gave no result for this report');
+          this.#settled(item, { ok: false, error, reason: failReason(error, item) });
+        } else this.#settled(item, { ok: true, receipt: result });
+      } catch (err) {
+        this.#onError(err); // one item's trouble must not strand the rest of the batch
+      }
     });
   }
 }
 
 /** Why a spill failed: the caller aborted, the report cannot be stored at all, or the outbox refused it. */
 function failReason(err: unknown, item: Item): FailReason {
-  // The caller's abort: its reason as is, or wrapped when it was not an Error (the outbox's own refusals are OutpostErrors).
-  if (item.signal?.aborted === true && (err === item.signal.reason || !(err instanceof OutpostError))) return 'aborted';
+  // The caller's abort: its reason as is, or wrapped in an Error when it was not one.
+  const reason: unknown = item.signal?.aborted === true ? item.signal.reason : undefined;
+  if (item.signal?.aborted === true && (err === reason || (!(reason instanceof Error) && err instanceof Error && err.message === String(reason)))) return 'aborted';
   if (err instanceof InvalidArgumentError) return 'invalid';
   if (err instanceof ChunkError && err.code !== 'OUTPOST_REPORT_CONFLICT') return 'invalid';
   return 'spill-failed';

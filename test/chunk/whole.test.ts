@@ -342,13 +342,21 @@ describe('ChunkManager.submitEncodedReports', () => {
     expect(m.getReport('t', 'late')).toBeUndefined();
   });
 
-  it('gives every entry the storage error when the batch does not fit, and stores none of it', async () => {
+  it('stores what fits when the batch does not fit under maxStorageMB, and refuses only the rest', async () => {
     const { m } = await open({ maxStorageMB: 1 }, true);
-    const big = async (i: number): Promise<WholeReportBody> => (await encodeWholeReport({ findings: [{ id: i, blob: randomHex(150_000) }] })) as WholeReportBody;
-    const entries = await Promise.all(Array.from({ length: 8 }, async (_, i) => ({ body: await big(i), options: { tenantId: 't', reportId: `big-${i}` } })));
+    const big = async (i: number): Promise<WholeReportBody> => (await encodeWholeReport({ findings: [{ id: i, blob: randomHex(100_000) }] })) as WholeReportBody;
+    const first = await big(0);
+    await m.submitEncodedReport(first, { tenantId: 't', reportId: 'big-0' });
+    const entries = [{ body: first, options: { tenantId: 't', reportId: 'big-0' } }];
+    for (let i = 1; i < 12; i++) entries.push({ body: await big(i), options: { tenantId: 't', reportId: `big-${i}` } });
     const results = await m.submitEncodedReports(entries);
-    for (const r of results) expect(r).toMatchObject({ code: 'OUTPOST_STORAGE_FULL' });
-    expect(m.stats().reports.pending).toBe(0);
+    expect(results[0]).toMatchObject({ reportId: 'big-0', duplicate: true }); // already stored: needs no room
+    const stored = results.filter((r) => !(r instanceof Error));
+    const refused = results.filter((r) => r instanceof Error);
+    expect(stored.length).toBeGreaterThan(3);
+    expect(refused.length).toBeGreaterThan(0);
+    for (const r of refused) expect(r).toMatchObject({ code: 'OUTPOST_STORAGE_FULL' });
+    expect(m.stats().reports.pending).toBe(stored.length);
   });
 
   it('works only while the outbox is running', async () => {

@@ -374,4 +374,23 @@ describe('spilling a full queue at stop()', () => {
     expect(outbox.getReport('t', aborted)).toBeUndefined();
     expect(p.stats()).toMatchObject({ submitted: 600, spilled: 599, failed: 1, queued: 0, inProgress: 0 });
   });
+
+  it('keeps every report that fits when a batch is too big for a small outbox', async () => {
+    const t = tempDir();
+    const outbox = new ChunkManager({ uploader: holding(), databasePath: join(t.dir, 'small.db'), cleanupIntervalMinutes: 0, maxStorageMB: 1 });
+    cleanups.push(t.cleanup, () => outbox.close());
+    await outbox.start();
+    const uploader = new DeferredUploader();
+    const { p, rec } = pipelines.open({ uploader, outbox, tenantId: 't', workers: 1 });
+    const ids = Array.from({ length: 30 }, (_, i) => p.submit(incompressible(80, `s${i}`))); // ~41 KB stored each: 30 do not fit in 1 MiB
+    await until(() => p.stats().encoding === 0 && uploader.calls.length === 1, 'all encoded', 20_000);
+    await p.stop({ timeoutMs: 0 });
+    const spilled = ids.filter((id) => rec.ended(id)?.[0] === 'spilled');
+    const failed = ids.filter((id) => rec.ended(id)?.[0] === 'failed');
+    expect(spilled.length).toBeGreaterThanOrEqual(15); // all but the few that do not fit (a whole-batch refusal kept 2)
+    expect(failed.length).toBeGreaterThan(0);
+    expect(spilled.length + failed.length).toBe(30);
+    for (const id of failed) expect(rec.outcome(id)?.args[0]).toMatchObject({ code: 'OUTPOST_STORAGE_FULL' });
+    for (const id of spilled) expect(outbox.getReport('t', id)).toBeDefined();
+  });
 });
