@@ -43,7 +43,7 @@ import { ChunkManager, type ChunkManagerOptions, type Report, type SubmitReceipt
 import { HttpUploader, type ChunkUpload, type ReportUpload, type UploadCallOptions, type UploadResult, type Uploader } from 'outpost-sdk/transport';
 import { FINDINGS_PER_ASSET, METADATA, Synth, makeReport, preSplit, streamItems } from './chunk-data.js';
 import { TENANT, TOKEN, startIngestServer, type IngestServer } from './chunk-server.js';
-import { at, intEnv, log, median, opt, round } from './stats.js';
+import { at, intEnv, log, median, opt, roundOrNull } from './stats.js';
 
 const ROUNDS = intEnv('BENCH_ROUNDS', 9);
 const PARTS = ['ingest', 'stream', 'drain'] as const;
@@ -403,7 +403,7 @@ async function main(): Promise<void> {
       `goals: ratio ${opt(ratio, 3)} ≥ 0.7 ${ok(goals.ratio)}; stream RSS growth ${opt(stream?.rssGrowthMB, 1)} MB ≤ 100 ${ok(goals.stream_rss_growth)}; ` +
         `stream loop delay p99 ${opt(stream?.p99Ms, 1)} ms ≤ 50 ${ok(goals.stream_loop_delay_p99)}; total ${((performance.now() - started) / 1000).toFixed(0)} s`,
     );
-    const r = (x: number | undefined, digits: number): number | null => (x === undefined ? null : round(x, digits));
+    const r = roundOrNull;
     console.log(
       JSON.stringify({
         bench: 'chunk',

@@ -56,7 +56,7 @@ import { UploadPipeline } from 'outpost-sdk/pipeline';
 import { HttpUploader, type Uploader } from 'outpost-sdk/transport';
 import { makeReport } from './chunk-data.js';
 import { TENANT, TOKEN, startServer, type ServerKind } from './pipeline-server.js';
-import { at, intEnv, log, mean, median, opt, round, timed } from './stats.js';
+import { at, intEnv, log, mean, median, opt, round, roundOrNull, timed } from './stats.js';
 
 const SERVER_KIND = process.env['BENCH_SERVER'] ?? 'sink';
 if (SERVER_KIND !== 'sink' && SERVER_KIND !== 'ingest') throw new Error('BENCH_SERVER must be `sink` or `ingest`');
@@ -414,7 +414,7 @@ async function main(): Promise<void> {
   const ratio = throughput === undefined ? undefined : throughput.pipelineReportsPerSec / throughput.encodeRawReportsPerSec;
   const met = ratio === undefined ? null : ratio >= 0.8;
   log(`goals: throughput ratio ${opt(ratio, 3)} ≥ 0.8 ${met === null ? 'not run' : met ? 'met' : 'MISSED'}; total ${totalSeconds.toFixed(0)} s`);
-  const r = (x: number | undefined, digits: number): number | null => (x === undefined ? null : round(x, digits));
+  const r = roundOrNull;
   console.log(
     JSON.stringify({
       bench: 'pipeline',

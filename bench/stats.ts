@@ -53,3 +53,8 @@ export async function timed(n: number, c: number, send: (i: number) => Promise<v
   );
   return (performance.now() - t0) / 1000;
 }
+
+/** `x` rounded to `digits` decimals, or `null` (in the JSON line) when it was not measured. */
+export function roundOrNull(x: number | undefined, digits: number): number | null {
+  return x === undefined ? null : round(x, digits);
+}
